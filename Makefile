@@ -1,0 +1,46 @@
+# The two commands of the README: `make run` and `make test`. Everything else supports them.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HTMX := static/vendor/htmx.min.js
+export PUSHWIRE_DATABASE_URL ?= sqlite+aiosqlite:///./pushwire.db
+
+.PHONY: run test install services migrate demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) $(HTMX)
+
+# htmx comes from the npm registry, pinned in package.json; copied into static/vendor/ (not committed).
+$(HTMX): package.json
+	npm install --no-audit --no-fund --silent
+	mkdir -p static/vendor
+	cp node_modules/htmx.org/dist/htmx.min.js $(HTMX)
+
+migrate: install
+	$(BIN)/pushwire database upgrade
+
+demo: migrate
+	$(BIN)/pushwire demo
+
+run: demo
+	@echo "Console: http://127.0.0.1:8000/console  ·  API docs: http://127.0.0.1:8000/schema"
+	$(BIN)/pushwire run --host 127.0.0.1 --port 8000
+
+services: $(STAMP)
+	VENV=$(VENV) scripts/services.sh
+
+test: install services
+	$(BIN)/python -m pytest
+
+bench: install services
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) node_modules static/vendor pushwire.db pushwire.secret

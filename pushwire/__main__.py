@@ -1,0 +1,26 @@
+"""The `pushwire` command line."""
+
+from __future__ import annotations
+
+import click
+
+from pushwire.cli.accounts import console_user
+from pushwire.cli.server import database, demo, run
+from pushwire.cli.tenancy import app, client_key, key, tenant, token
+
+
+@click.group(help="Pushwire: durable, gap-free real-time push.")
+@click.version_option(package_name="pushwire")
+def cli() -> None: ...
+
+
+for command in (run, database, demo, tenant, app, key, client_key, token, console_user):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="pushwire")
+
+
+if __name__ == "__main__":
+    main()

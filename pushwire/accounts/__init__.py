@@ -1,0 +1,1 @@
+"""Console users, roles and tenant memberships."""

@@ -1,0 +1,52 @@
+"""create_app(settings): the composition root. Routes, dependencies, error handling, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from pushwire import __version__
+from pushwire.runtime import Runtime
+from pushwire.settings import Settings
+from pushwire.web.errors import EXCEPTION_HANDLERS
+from pushwire.web.health import health, ready
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
+    runtime = runtime or Runtime.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    async def provide_runtime() -> Runtime:
+        return runtime
+
+    app = Litestar(
+        route_handlers=[health, ready],
+        dependencies={"runtime": Provide(provide_runtime, use_cache=True)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="Pushwire API",
+            version=__version__,
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        # Bodies over 1 MiB are refused before they are read whole.
+        request_max_body_size=1024 * 1024,
+        debug=False,
+    )
+    app.state.runtime = runtime
+    return app
+
+

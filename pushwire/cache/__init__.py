@@ -1,0 +1,1 @@
+"""Cache backends: hot history, nonces, rate limits, sessions. See base.Cache."""

@@ -1,0 +1,1 @@
+"""Instance registry, distributed locks and watched global config: local (single node) or etcd."""

@@ -1,0 +1,1 @@
+"""Relational storage: the source of truth for tenants, keys, messages, offsets, acks and routes."""
