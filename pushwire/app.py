@@ -11,6 +11,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from pushwire import __version__
+from pushwire.api.push import push, push_batch
+from pushwire.api.reads import history, presence_bulk, presence_one
 from pushwire.runtime import Runtime
 from pushwire.settings import Settings
 from pushwire.web.errors import EXCEPTION_HANDLERS
@@ -32,7 +34,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         return runtime
 
     app = Litestar(
-        route_handlers=[health, ready],
+        route_handlers=[health, ready, push, push_batch, presence_one, presence_bulk, history],
         dependencies={"runtime": Provide(provide_runtime, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

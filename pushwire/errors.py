@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class BackendUnavailable(Exception):
     """A backend (database, cache, bus, registry) did not answer in time or refused us."""
@@ -19,3 +21,22 @@ class SettingsError(Exception):
         super().__init__(f"{setting}: {detail}")
         self.setting = setting
         self.detail = detail
+
+
+class ApiError(Exception):
+    """A refusal with the spec's status and error code; any layer may raise it, the web layer renders it."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}

@@ -9,7 +9,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from pushwire.errors import BackendUnavailable
+from pushwire.errors import ApiError, BackendUnavailable
 from pushwire.tenants.service import Invalid, NotFound
 
 
@@ -17,25 +17,6 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     error: str
     message: str
     details: list[dict[str, Any]] | None = None
-
-
-class ApiError(Exception):
-    """Raised by handlers and services to answer with a specific status and code."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        details: list[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-        self.headers = headers or {}
 
 
 def error_response(

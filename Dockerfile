@@ -1,0 +1,53 @@
+# syntax=docker/dockerfile:1
+#
+# Pushwire server image.
+#   docker build -t pushwire .
+#   docker run --rm -p 8000:8000 -e PUSHWIRE_SECRET_KEY=... pushwire
+# The default command serves on 0.0.0.0:8000; `docker run pushwire database upgrade`
+# runs the migrations (docker-compose.yml does that in its `migrate` service).
+
+# --- console assets: htmx from the npm registry, pinned in package.json ---------------------
+FROM node:22-alpine AS assets
+WORKDIR /src
+COPY package.json package-lock.json* ./
+RUN npm install --no-audit --no-fund --omit=dev \
+ && mkdir -p static/vendor \
+ && cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx.min.js
+
+# --- Python build: install the project into a self-contained virtualenv --------------------
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# A compiler only in this stage, for any dependency without a wheel for this platform.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY . .
+RUN pip install --upgrade pip \
+ && pip install .
+
+# --- runtime ------------------------------------------------------------------------------
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+RUN groupadd --system --gid 10001 pushwire \
+ && useradd --system --uid 10001 --gid pushwire --home-dir /app --no-create-home --shell /usr/sbin/nologin pushwire
+
+COPY --from=build /opt/venv /opt/venv
+# The project tree stays root-owned and read-only to the server. The working directory matters:
+# an installed package finds Alembic's migrations/ (and static/) relative to it.
+WORKDIR /app
+COPY . .
+COPY --from=assets /src/static/vendor ./static/vendor
+# Writable only here, for single-node SQLite: PUSHWIRE_DATABASE_URL=sqlite+aiosqlite:///data/pushwire.db
+RUN mkdir -p /app/data && chown pushwire:pushwire /app/data
+
+USER pushwire:pushwire
+EXPOSE 8000
+ENTRYPOINT ["pushwire"]
+CMD ["run", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,1 @@
+"""The signed server API (spec section 2): push, batch, presence and history."""

@@ -1,0 +1,70 @@
+"""POST /api/v1/push and /api/v1/push/batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+
+from pushwire.api.schemas import BatchBody, BatchItem, BatchResult, PushAccepted
+from pushwire.api.signed import signed_caller
+from pushwire.api.validation import decode_error, parse_push
+from pushwire.errors import ApiError
+from pushwire.messaging.publish import PublishRequest
+from pushwire.runtime import Runtime
+
+MAX_BATCH = 100
+_BATCH_DECODER = msgspec.json.Decoder(BatchBody)
+_DOC = "Signed with a server key (X-Pushwire-Key, -Timestamp, -Nonce, -Signature); scope `push`."
+
+
+@post(
+    "/api/v1/push",
+    status_code=202,
+    tags=["server API"],
+    summary="Publish one message (202 after the database commit)",
+    description=_DOC,
+    request_max_body_size=1024 * 1024,
+)
+async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[PushAccepted]:
+    caller, body = await signed_caller(request, runtime, "push")
+    await runtime.auth.take_push_tokens(caller)
+    req = parse_push(body, caller.app, request.headers.get("traceparent"))
+    result = await runtime.publisher.publish(caller.app.tenant_id, caller.app_id, req)
+    runtime.notify_published()
+    return Response(PushAccepted(id=result.id, deliveries=result.deliveries, duplicate=result.duplicate), status_code=202)
+
+
+@post(
+    "/api/v1/push/batch",
+    status_code=200,
+    tags=["server API"],
+    summary="Publish up to 100 messages; one result per message, in order",
+    description=_DOC,
+)
+async def push_batch(request: Request[Any, Any, Any], runtime: Runtime) -> BatchResult:
+    caller, body = await signed_caller(request, runtime, "push")
+    try:
+        batch = _BATCH_DECODER.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise decode_error(exc) from None
+    if not 1 <= len(batch.messages) <= MAX_BATCH:
+        raise ApiError(422, "invalid_request", f"give 1..{MAX_BATCH} messages",
+                       [{"field": "$.messages", "message": f"got {len(batch.messages)}"}])
+    items: list[BatchItem | None] = [None] * len(batch.messages)
+    valid: list[tuple[int, PublishRequest]] = []
+    traceparent = request.headers.get("traceparent")
+    for i, raw in enumerate(batch.messages):
+        try:
+            valid.append((i, parse_push(bytes(raw), caller.app, traceparent)))
+        except ApiError as exc:
+            items[i] = BatchItem(status=exc.status, error=exc.code, message=exc.message, details=exc.details)
+    if valid:
+        # The whole batch is refused when over the rate: nothing partially published.
+        await runtime.auth.take_push_tokens(caller, cost=len(valid))
+        results = await runtime.publisher.publish_many(caller.app.tenant_id, caller.app_id, [r for _, r in valid])
+        for (i, _), result in zip(valid, results, strict=True):
+            items[i] = BatchItem(status=202, id=result.id, deliveries=result.deliveries, duplicate=result.duplicate)
+        runtime.notify_published()
+    return BatchResult(results=[item for item in items if item is not None])

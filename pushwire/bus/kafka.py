@@ -1,0 +1,332 @@
+"""The Kafka bus (aiokafka), tested against Tansu as well as Kafka-protocol brokers in general.
+
+One producer and one admin client per bus; one AIOKafkaConsumer per subscription. Offsets are
+committed only after the handler returns, so delivery is at-least-once.
+
+Broker quirks this copes with (Tansu, memory-only):
+- idempotent producers are refused, so idempotence is a constructor setting (default off);
+- `end_offsets()` is wrong, so lag comes from the consumer's own highwater and position;
+- the first group generation is numbered 0, which aiokafka takes for "never joined" and then
+  skips LeaveGroup on stop; the next member of the group waits a whole session timeout.
+  `_leave_group_at_generation_zero` fixes that;
+- JoinGroup waits about session_timeout/2 for other members, so the session timeout sets the
+  start-up delay of every subscription (hence the `session_timeout_ms` setting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.protocol.metadata import MetadataRequest
+
+from pushwire.bus.base import BusRecord, OutgoingRecord, PartitionLag, RecordHandler
+from pushwire.errors import BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+# Short enough that a dead broker surfaces as BackendUnavailable in seconds, not minutes.
+REQUEST_TIMEOUT_MS = 5_000
+START_TIMEOUT_S = 8.0
+CLOSE_TIMEOUT_S = 10.0
+_TRANSIENT = (KafkaError, OSError, TimeoutError)
+
+
+def _leave_group_at_generation_zero(consumer: AIOKafkaConsumer) -> None:
+    """Make stop() send LeaveGroup even when the broker numbered our generation 0 (Tansu)."""
+    coordinator = consumer._coordinator  # noqa: SLF001 - aiokafka pinned <0.15
+    if coordinator is None:
+        return
+    original = coordinator._maybe_leave_group
+
+    async def leave() -> None:
+        if coordinator.generation == 0:
+            coordinator.generation = 1  # LeaveGroup carries no generation; this only unblocks it
+        await original()
+
+    coordinator._maybe_leave_group = leave
+
+
+def _fetch_position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The consumer's fetch position without awaiting (aiokafka's position() is a coroutine)."""
+    try:
+        state = consumer._subscription.subscription.assignment.state_value(tp)  # noqa: SLF001
+    except AttributeError:
+        return None
+    if state is None or not state.has_valid_position:
+        return None
+    return int(state.position)
+
+
+class KafkaSubscription:
+    def __init__(self, consumer: AIOKafkaConsumer, group: str, handler: RecordHandler) -> None:
+        self._consumer = consumer
+        self._group = group
+        self._handler = handler
+        self._stopping = False
+        self._in_flight = False
+        # Next offset to hand to the handler, per partition we own: more exact than the
+        # consumer's position, which moves past records fetched but not yet handled.
+        self._positions: dict[TopicPartition, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def _start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"kafka-bus:{self._group}")
+
+    def _forget(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            self._positions.pop(tp, None)
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        try:
+            while not self._stopping:
+                try:
+                    batches = await consumer.getmany(timeout_ms=500, max_records=MAX_BATCH)
+                except KafkaError as exc:
+                    # The consumer retries broker trouble itself; back off and keep going.
+                    log.warning("bus consumer error (group %s): %r", self._group, exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                for tp, messages in batches.items():
+                    self._positions[tp] = messages[0].offset
+                self._in_flight = True
+                try:
+                    for tp, messages in batches.items():
+                        if self._stopping:
+                            break  # stop() waits for one handler call, not the whole fetch
+                        if tp not in consumer.assignment():
+                            continue  # revoked meanwhile: its new owner gets these records
+                        if not await self._handle(tp, messages):
+                            return
+                finally:
+                    self._in_flight = False
+        finally:
+            self._stopping = True
+            try:
+                await asyncio.wait_for(consumer.stop(), CLOSE_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - shutting down; nothing left to do
+                log.warning("bus consumer stop failed (group %s): %r", self._group, exc)
+
+    async def _handle(self, tp: TopicPartition, messages: list) -> bool:
+        records = [
+            BusRecord(
+                topic=m.topic,
+                partition=m.partition,
+                offset=m.offset,
+                key=m.key or b"",
+                value=m.value or b"",
+                headers=tuple((k, v or b"") for k, v in m.headers),
+            )
+            for m in messages
+        ]
+        try:
+            await self._handler(records)
+        except Exception:
+            log.exception("bus handler failed; stopping subscription (group %s)", self._group)
+            return False
+        next_offset = records[-1].offset + 1
+        self._positions[tp] = next_offset
+        try:
+            await self._consumer.commit({tp: next_offset})
+        except KafkaError as exc:
+            # Usually a rebalance: the records are handled, the next owner may see them again.
+            log.warning("bus commit failed (group %s, %s): %r", self._group, tp, exc)
+        return True
+
+    async def stop(self) -> None:
+        self._stopping = True
+        task = self._task
+        if task is None or task.done() or task is asyncio.current_task():
+            return  # from inside the handler: the loop ends when it returns
+        if not self._in_flight:
+            task.cancel()  # parked in getmany: nothing handled is lost
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+
+    def lag(self) -> list[PartitionLag]:
+        if self._stopping:
+            return []
+        result = []
+        for tp in sorted(self._consumer.assignment()):
+            highwater = self._consumer.highwater(tp)
+            position = self._positions.get(tp)
+            if position is None:
+                position = _fetch_position(self._consumer, tp)
+            if highwater is None or position is None:
+                continue  # no fetch answered for it yet
+            result.append(PartitionLag(tp.topic, tp.partition, position, highwater))
+        return result
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, subscription: KafkaSubscription) -> None:
+        self._subscription = subscription
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._subscription._forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
+
+
+class KafkaBus:
+    def __init__(
+        self,
+        bootstrap_servers: list[str],
+        *,
+        client_id: str = "pushwire",
+        acks: str | int = "all",
+        idempotent: bool = False,
+        linger_ms: int = 2,
+        default_partitions: int = 4,
+        replication: int = 1,
+        metadata_max_age_ms: int = 2000,
+        session_timeout_ms: int = 10_000,
+    ) -> None:
+        if not bootstrap_servers:
+            raise ValueError("bootstrap_servers must not be empty")
+        self._servers = list(bootstrap_servers)
+        self._client_id = client_id
+        self._acks = acks
+        self._idempotent = idempotent
+        self._linger_ms = linger_ms
+        self._default_partitions = default_partitions
+        self._replication = replication
+        self._metadata_max_age_ms = metadata_max_age_ms
+        self._session_timeout_ms = session_timeout_ms
+        self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._ensured: set[str] = set()
+        self._subscriptions: list[KafkaSubscription] = []
+
+    async def start(self) -> None:
+        if self._producer is not None:
+            return
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._servers,
+            client_id=self._client_id,
+            acks=self._acks,
+            enable_idempotence=self._idempotent,
+            linger_ms=self._linger_ms,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            metadata_max_age_ms=self._metadata_max_age_ms,
+        )
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._servers,
+            client_id=self._client_id + "-admin",
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            metadata_max_age_ms=self._metadata_max_age_ms,
+        )
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                await producer.start()
+                await admin.start()
+        except BaseException as exc:
+            await _quietly(producer.stop(), admin.close())
+            if isinstance(exc, _TRANSIENT):
+                raise BackendUnavailable("bus", f"cannot reach {self._servers}: {exc!r}") from exc
+            raise
+        self._producer, self._admin = producer, admin
+
+    async def close(self) -> None:
+        for sub in list(self._subscriptions):
+            await sub.stop()
+        self._subscriptions.clear()
+        producer, admin = self._producer, self._admin
+        self._producer = self._admin = None
+        if producer is not None and admin is not None:
+            await _quietly(producer.stop(), admin.close())
+
+    def _started(self) -> tuple[AIOKafkaProducer, AIOKafkaAdminClient]:
+        if self._producer is None or self._admin is None:
+            raise BackendUnavailable("bus", "kafka bus is not started")
+        return self._producer, self._admin
+
+    async def ping(self) -> None:
+        producer, _ = self._started()
+        client = producer.client
+        try:
+            node = client.get_random_node()
+            if node is None:
+                raise BackendUnavailable("bus", "no broker known")
+            # An empty topic list asks for brokers only: the cheapest metadata request.
+            await asyncio.wait_for(client.send(node, MetadataRequest([])), REQUEST_TIMEOUT_MS / 1000)
+        except _TRANSIENT as exc:
+            raise BackendUnavailable("bus", f"ping failed: {exc!r}") from exc
+
+    async def ensure_topic(self, topic: str, partitions: int, replication: int = 1) -> None:
+        _, admin = self._started()
+        try:
+            response = await admin.create_topics([NewTopic(topic, partitions, replication)])
+        except _TRANSIENT as exc:
+            raise BackendUnavailable("bus", f"create topic {topic}: {exc!r}") from exc
+        for _name, code, message in (tuple(e)[:3] for e in response.topic_errors):
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise for_code(code)(f"create topic {topic}: {message}")
+        self._ensured.add(topic)
+
+    async def publish(self, records: Sequence[OutgoingRecord]) -> None:
+        producer, _ = self._started()
+        # Create topics ourselves: broker auto-creation may be off, or use other partition counts.
+        for topic in {r.topic for r in records} - self._ensured:
+            await self.ensure_topic(topic, self._default_partitions, self._replication)
+        futures: list[asyncio.Future] = []
+        try:
+            # send() only enqueues; awaiting all futures afterwards lets the records share batches.
+            for r in records:
+                futures.append(
+                    await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
+                )
+            await asyncio.gather(*futures)
+        except _TRANSIENT as exc:
+            for fut in futures:  # consume the other outcomes: no "exception never retrieved"
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+            raise BackendUnavailable("bus", f"publish failed: {exc!r}") from exc
+
+    async def subscribe(
+        self, pattern: str, group: str, handler: RecordHandler, *, from_beginning: bool = True
+    ) -> KafkaSubscription:
+        self._started()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._servers,
+            client_id=self._client_id,
+            group_id=group,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            enable_auto_commit=False,
+            metadata_max_age_ms=self._metadata_max_age_ms,
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=max(100, self._session_timeout_ms // 3),
+            request_timeout_ms=max(REQUEST_TIMEOUT_MS, self._session_timeout_ms + 5_000),
+        )
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                await consumer.start()
+        except BaseException as exc:
+            await _quietly(consumer.stop())
+            if isinstance(exc, _TRANSIENT):
+                raise BackendUnavailable("bus", f"consumer start: {exc!r}") from exc
+            raise
+        _leave_group_at_generation_zero(consumer)
+        sub = KafkaSubscription(consumer, group, handler)
+        # aiokafka matches patterns with re.match (a prefix match); the contract says full match.
+        consumer.subscribe(pattern=rf"(?:{pattern})\Z", listener=_Listener(sub))
+        sub._start()
+        self._subscriptions = [s for s in self._subscriptions if not s._stopping] + [sub]
+        return sub
+
+
+async def _quietly(*closers: object) -> None:
+    """Run cleanup coroutines, bounded in time, ignoring their errors: we are already failing."""
+    for closer in closers:
+        try:
+            await asyncio.wait_for(closer, CLOSE_TIMEOUT_S)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001
+            log.debug("bus cleanup failed: %r", exc)

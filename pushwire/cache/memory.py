@@ -1,0 +1,306 @@
+"""Single-node cache engine: Redis semantics (strings, counters, capped lists, hashes, TTLs) in memory.
+
+Everything runs on one event loop and no method awaits between reading and writing a key,
+so each call is atomic without locks. Expired keys vanish lazily on access and are also
+reaped by a periodic sweep (started by `start()`), so memory stays bounded even for keys
+nobody reads again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pushwire.cache.base import TokenBucketResult
+
+# Longest TTL given to a token bucket key; past it the bucket restarts full (see take_tokens).
+MAX_BUCKET_TTL_MS = 30 * 24 * 3600 * 1000
+_INT64 = (-(2**63), 2**63 - 1)
+_INTEGER = re.compile(rb"-?[0-9]+")
+_T = TypeVar("_T")
+WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+
+
+# -- argument checks shared with the Redis backend (same errors from both engines) -------
+
+
+def check_ttl(ttl: float) -> int:
+    """Seconds → whole milliseconds, rounded up so a key never lives shorter than asked."""
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return max(1, math.ceil(ttl * 1000))
+
+
+def check_max_len(max_len: int) -> None:
+    if max_len < 1:
+        raise ValueError(f"max_len must be at least 1, got {max_len!r}")
+
+
+def check_bucket(rate: float, burst: int, cost: int) -> None:
+    if not math.isfinite(rate) or rate <= 0:
+        raise ValueError(f"rate must be a positive number of tokens per second, got {rate!r}")
+    if burst < 1:
+        raise ValueError(f"burst must be at least 1, got {burst!r}")
+    if cost < 0:
+        raise ValueError(f"cost must not be negative, got {cost!r}")
+
+
+def bucket_ttl_ms(tokens: float, rate: float, burst: int) -> int:
+    """How long until the bucket is full again: forgetting it after that changes nothing."""
+    return min(MAX_BUCKET_TTL_MS, math.ceil((burst - tokens) / rate * 1000) + 1)
+
+
+# -- the engine ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float  # time.monotonic() of the last refill
+
+
+_Value = bytes | deque[bytes] | dict[str, bytes] | _Bucket
+
+
+@dataclass(slots=True)
+class _Entry:
+    value: _Value
+    expires_at: float | None = None  # time.monotonic() deadline
+
+
+class MemoryCache:
+    def __init__(self, prefix: str = "pushwire:", *, sweep_interval: float = 1.0) -> None:
+        self.prefix = prefix
+        self._sweep_interval = sweep_interval
+        self._data: dict[str, _Entry] = {}
+        # (deadline, key) for every TTL ever set; stale rows are skipped when popped and
+        # dropped by _compact, so refreshing a TTL repeatedly does not grow it forever.
+        self._deadlines: list[tuple[float, str]] = []
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        """Keys held, including expired ones not reaped yet (for tests and metrics)."""
+        return len(self._data)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name=f"cache-sweep:{self.prefix}")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def ping(self) -> None:
+        return None
+
+    # -- strings and counters --------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self._live(self.prefix + key)
+        if entry is None:
+            return None
+        return _typed(entry, bytes)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        ms = None if ttl is None else check_ttl(ttl)
+        self._put(self.prefix + key, _bytes(value), ms)  # like SET: replaces any type, resets the TTL
+
+    async def set_if_absent(self, key: str, value: bytes, ttl: float) -> bool:
+        ms = check_ttl(ttl)
+        k = self.prefix + key
+        if self._live(k) is not None:
+            return False
+        self._put(k, _bytes(value), ms)
+        return True
+
+    async def delete(self, *keys: str) -> None:
+        for key in keys:
+            self._data.pop(self.prefix + key, None)
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        ms = None if ttl is None else check_ttl(ttl)
+        k = self.prefix + key
+        entry = self._live(k)
+        current = 0
+        if entry is not None:
+            raw = _typed(entry, bytes)
+            if not _INTEGER.fullmatch(raw):
+                raise ValueError("ERR value is not an integer or out of range")
+            current = int(raw)
+        result = current + amount
+        if not _INT64[0] <= result <= _INT64[1]:
+            raise ValueError("ERR increment or decrement would overflow")
+        if entry is None:
+            self._put(k, str(result).encode(), ms)  # the TTL applies only on creation
+        else:
+            entry.value = str(result).encode()
+        return result
+
+    # -- token bucket -----------------------------------------------------------------
+
+    async def take_tokens(self, key: str, rate: float, burst: int, cost: int = 1) -> TokenBucketResult:
+        check_bucket(rate, burst, cost)
+        k = self.prefix + key
+        now = time.monotonic()
+        entry = self._live(k, now)
+        if entry is None:
+            bucket = _Bucket(tokens=float(burst), updated=now)
+            entry = self._put(k, bucket, None)
+        else:
+            bucket = _typed(entry, _Bucket)
+        if now > bucket.updated:
+            bucket.tokens += (now - bucket.updated) * rate
+            bucket.updated = now
+        bucket.tokens = min(bucket.tokens, float(burst))  # also when burst was lowered
+        if bucket.tokens >= cost:
+            bucket.tokens -= cost
+            allowed, retry_after = True, 0.0
+        elif cost > burst:
+            allowed, retry_after = False, math.inf  # can never be satisfied
+        else:
+            allowed, retry_after = False, (cost - bucket.tokens) / rate
+        self._expire(k, entry, bucket_ttl_ms(bucket.tokens, rate, burst), now)
+        return TokenBucketResult(allowed=allowed, remaining=bucket.tokens, retry_after=retry_after)
+
+    # -- capped lists -----------------------------------------------------------------
+
+    async def list_push_capped(
+        self, key: str, values: Sequence[bytes], max_len: int, ttl: float | None = None
+    ) -> None:
+        check_max_len(max_len)
+        ms = None if ttl is None else check_ttl(ttl)
+        pushed = [_bytes(v) for v in values]  # check them all before changing anything
+        k = self.prefix + key
+        entry = self._live(k)
+        if entry is None:
+            if not pushed:
+                return  # LTRIM/EXPIRE on a missing key do nothing
+            entry = self._put(k, deque(maxlen=max_len), None)
+        items = _typed(entry, deque)
+        if items.maxlen != max_len:
+            # deque(maxlen=n).appendleft drops from the tail: exactly LPUSH + LTRIM 0 n-1.
+            items = deque(itertools.islice(items, max_len), maxlen=max_len)
+            entry.value = items
+        items.extendleft(pushed)
+        if ms is not None:
+            self._expire(k, entry, ms)
+
+    async def list_range(self, key: str, start: int, stop: int) -> list[bytes]:
+        entry = self._live(self.prefix + key)
+        if entry is None:
+            return []
+        items = _typed(entry, deque)
+        n = len(items)
+        start = max(start + n if start < 0 else start, 0)
+        stop = min(stop + n if stop < 0 else stop, n - 1)
+        if start > stop:
+            return []
+        return list(itertools.islice(items, start, stop + 1))
+
+    async def list_length(self, key: str) -> int:
+        entry = self._live(self.prefix + key)
+        return 0 if entry is None else len(_typed(entry, deque))
+
+    # -- hashes -----------------------------------------------------------------------
+
+    async def hash_set(self, key: str, mapping: Mapping[str, bytes], ttl: float | None = None) -> None:
+        ms = None if ttl is None else check_ttl(ttl)
+        pushed = {str(f): _bytes(v) for f, v in mapping.items()}
+        if not pushed:
+            return  # Redis refuses an empty HSET; treat it as nothing to do in both engines
+        k = self.prefix + key
+        entry = self._live(k)
+        if entry is None:
+            entry = self._put(k, {}, None)
+        _typed(entry, dict).update(pushed)
+        if ms is not None:
+            self._expire(k, entry, ms)
+
+    async def hash_get_all(self, key: str) -> dict[str, bytes]:
+        entry = self._live(self.prefix + key)
+        return {} if entry is None else dict(_typed(entry, dict))
+
+    async def hash_delete(self, key: str, *fields: str) -> None:
+        k = self.prefix + key
+        entry = self._live(k)
+        if entry is None or not fields:
+            return
+        values = _typed(entry, dict)
+        for field in fields:
+            values.pop(field, None)
+        if not values:
+            del self._data[k]  # like Redis: an empty hash does not exist
+
+    # -- internals --------------------------------------------------------------------
+
+    def _live(self, k: str, now: float | None = None) -> _Entry | None:
+        entry = self._data.get(k)
+        if entry is not None and entry.expires_at is not None:
+            if entry.expires_at <= (time.monotonic() if now is None else now):
+                del self._data[k]
+                return None
+        return entry
+
+    def _put(self, k: str, value: _Value, ms: int | None) -> _Entry:
+        entry = _Entry(value)
+        self._data[k] = entry
+        if ms is not None:
+            self._expire(k, entry, ms)
+        return entry
+
+    def _expire(self, k: str, entry: _Entry, ms: int, now: float | None = None) -> None:
+        entry.expires_at = (time.monotonic() if now is None else now) + ms / 1000
+        heapq.heappush(self._deadlines, (entry.expires_at, k))
+        if len(self._deadlines) > 2 * len(self._data) + 1024:
+            self._compact()
+
+    def _compact(self) -> None:
+        self._deadlines = [(e.expires_at, k) for k, e in self._data.items() if e.expires_at is not None]
+        heapq.heapify(self._deadlines)
+
+    def sweep(self) -> int:
+        """Drop every expired key now; returns how many went. The sweep task calls this."""
+        now = time.monotonic()
+        removed = 0
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, k = heapq.heappop(self._deadlines)
+            entry = self._data.get(k)
+            # The row may be stale (key deleted, replaced or given a later deadline).
+            if entry is not None and entry.expires_at is not None and entry.expires_at <= now:
+                del self._data[k]
+                removed += 1
+        return removed
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            self.sweep()
+
+
+def _typed(entry: _Entry, kind: type[_T]) -> _T:
+    if not isinstance(entry.value, kind):
+        raise TypeError(WRONGTYPE)
+    return entry.value
+
+
+def _bytes(value: bytes) -> bytes:
+    # bytes(5) would silently make five NULs; refuse anything that is not already binary.
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    raise TypeError(f"cache values are bytes, got {type(value).__name__}")

@@ -1,0 +1,1 @@
+"""Publishing (offsets, outbox, idempotency) and history: the durable half of every message."""

@@ -1,0 +1,139 @@
+"""The route table in the database, with each user's last-seen time kept in the cache.
+
+Routes are durable so presence is right across instances; last_seen outlives the routes (it is
+written when the last connection goes) and lives in the cache, since losing it loses no message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+
+import msgspec
+import sqlalchemy as sa
+
+from pushwire.cache.base import Cache
+from pushwire.messaging.envelope import rfc3339
+from pushwire.storage.database import Database
+from pushwire.storage.dialect import utcnow
+from pushwire.storage.models import PresenceRoute
+
+
+LAST_SEEN_TTL = 30 * 86_400
+
+
+class Route(msgspec.Struct, frozen=True):
+    session_id: str
+    app_id: str
+    user_id: str
+    instance_id: str
+    transport: str
+    since: str
+    last_seen: str
+
+
+class UserPresence(msgspec.Struct, frozen=True):
+    user_id: str
+    routes: list[Route]
+    last_seen: str | None
+
+    @property
+    def online(self) -> bool:
+        return bool(self.routes)
+
+
+def _route(r: PresenceRoute) -> Route:
+    return Route(
+        session_id=r.session_id,
+        app_id=r.app_id,
+        user_id=r.user_id,
+        instance_id=r.instance_id,
+        transport=r.transport,
+        since=rfc3339(r.since),
+        last_seen=rfc3339(r.last_seen),
+    )
+
+
+class PresenceStore:
+    def __init__(self, db: Database, cache: Cache) -> None:
+        self.db = db
+        self.cache = cache
+
+    async def add(self, session_id: str, app_id: str, user_id: str, instance_id: str, transport: str) -> None:
+        now = utcnow()
+        async with self.db.session() as s:
+            s.add(
+                PresenceRoute(
+                    session_id=session_id,
+                    app_id=app_id,
+                    user_id=user_id,
+                    instance_id=instance_id,
+                    transport=transport,
+                    since=now,
+                    last_seen=now,
+                )
+            )
+            await s.commit()
+
+    async def remove(self, session_id: str, app_id: str, user_id: str) -> None:
+        async with self.db.session() as s:
+            await s.execute(
+                sa.delete(PresenceRoute).where(PresenceRoute.session_id == session_id, PresenceRoute.app_id == app_id)
+            )
+            await s.commit()
+        await self.cache.set(f"lastseen:{app_id}:{user_id}", rfc3339(utcnow()).encode(), ttl=LAST_SEEN_TTL)
+
+    async def touch(self, session_ids: Sequence[str]) -> None:
+        """Heartbeat: one UPDATE for all of an instance's live sessions."""
+        if not session_ids:
+            return
+        async with self.db.session() as s:
+            await s.execute(
+                sa.update(PresenceRoute).where(PresenceRoute.session_id.in_(list(session_ids))).values(last_seen=utcnow())
+            )
+            await s.commit()
+
+    async def remove_instance(self, instance_id: str) -> int:
+        async with self.db.session() as s:
+            result = await s.execute(sa.delete(PresenceRoute).where(PresenceRoute.instance_id == instance_id))
+            await s.commit()
+            return int(result.rowcount or 0)
+
+    async def sweep(self, older_than: dt.timedelta) -> int:
+        """Backstop for instances that died without a registry event."""
+        async with self.db.session() as s:
+            result = await s.execute(sa.delete(PresenceRoute).where(PresenceRoute.last_seen < utcnow() - older_than))
+            await s.commit()
+            return int(result.rowcount or 0)
+
+    async def users(self, app_id: str, user_ids: Sequence[str]) -> list[UserPresence]:
+        unique = list(dict.fromkeys(user_ids))
+        async with self.db.session() as s:
+            rows = (
+                await s.scalars(
+                    sa.select(PresenceRoute)
+                    .where(PresenceRoute.app_id == app_id, PresenceRoute.user_id.in_(unique))
+                    .order_by(PresenceRoute.since)
+                )
+            ).all()
+        by_user: dict[str, list[Route]] = {u: [] for u in unique}
+        for r in rows:
+            by_user[r.user_id].append(_route(r))
+        offline = [u for u in unique if not by_user[u]]
+        stored = await asyncio.gather(*(self.cache.get(f"lastseen:{app_id}:{u}") for u in offline))
+        seen = {u: v.decode() for u, v in zip(offline, stored, strict=True) if v is not None}
+        out = []
+        for u in unique:
+            routes = by_user[u]
+            last = max((r.last_seen for r in routes), default=None) or seen.get(u)
+            out.append(UserPresence(user_id=u, routes=routes, last_seen=last))
+        return out
+
+    async def online_users(self, app_id: str, limit: int = 500, search: str = "") -> list[UserPresence]:
+        q = sa.select(PresenceRoute.user_id).where(PresenceRoute.app_id == app_id).distinct().limit(limit)
+        if search:
+            q = q.where(PresenceRoute.user_id.startswith(search, autoescape=True))
+        async with self.db.session() as s:
+            users = list((await s.scalars(q)).all())
+        return await self.users(app_id, sorted(users))

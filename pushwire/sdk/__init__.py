@@ -1,0 +1,5 @@
+"""Client libraries: the signed server API client (server.py) and the realtime client (realtime.py)."""
+
+from pushwire.sdk.server import AsyncServerClient, PushwireError, ServerClient, signed_headers
+
+__all__ = ["AsyncServerClient", "PushwireError", "ServerClient", "signed_headers"]
