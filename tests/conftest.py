@@ -7,7 +7,8 @@ fixtures raise and the run fails (scripts/services.sh starts them for `make test
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,24 +29,30 @@ async def _admin(sql: str) -> None:
         await engine.dispose()
 
 
+def in_thread(fn: Callable[[], object]) -> None:
+    """Run blocking set-up (its own event loop, Alembic's too) even when a loop is already running."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(fn).result()
+
+
 @pytest.fixture(scope="session")
 def mysql_url() -> Iterator[str]:
     """A throwaway MariaDB database at head, for the whole session; dropped afterwards."""
     name = unique("pwtest_")
-    asyncio.run(_admin(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
     url = f"{MYSQL_SERVER_URL}/{name}"
+    in_thread(lambda: asyncio.run(_admin(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")))
     try:
-        upgrade(url)
+        in_thread(lambda: upgrade(url))
         yield url
     finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name}"))
+        in_thread(lambda: asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name}")))
 
 
 @pytest.fixture(scope="session")
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("db") / "pushwire.db"
     url = f"sqlite+aiosqlite:///{path}"
-    upgrade(url)
+    in_thread(lambda: upgrade(url))
     return url
 
 

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -75,7 +76,10 @@ async def test_ready_is_503_and_names_the_missing_backend(tmp_path: Path, relay:
     port = await relay.start()
     settings = load_settings({"PUSHWIRE_DATABASE_URL": url, "PUSHWIRE_CACHE_URL": f"redis://127.0.0.1:{port}/15"})
     app = create_app(settings)
-    async with AsyncTestClient(app) as client:
+    # Started in this loop (the test client's lifespan runs in another thread, where the relay is not).
+    await app.state.runtime.start()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         assert (await client.get("/ready")).status_code == 200
         await relay.cut()
         r = await client.get("/ready")
@@ -84,6 +88,7 @@ async def test_ready_is_503_and_names_the_missing_backend(tmp_path: Path, relay:
         assert body["error"] == "unavailable" and "cache" in body["message"]
         assert body["backends"]["cache"].startswith("unavailable") and body["backends"]["database"] == "ok"
         assert (await client.get("/health")).status_code == 200
+    await app.state.runtime.stop()
 
 
 async def test_unknown_route_gets_json_error(tmp_path: Path) -> None:

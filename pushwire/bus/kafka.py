@@ -21,7 +21,13 @@ import logging
 import re
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.protocol.metadata import MetadataRequest
@@ -108,6 +114,8 @@ class KafkaSubscription:
                             return
                 finally:
                     self._in_flight = False
+        except Exception:
+            log.exception("bus consumer crashed; stopping subscription (group %s)", self._group)
         finally:
             self._stopping = True
             try:
@@ -115,7 +123,7 @@ class KafkaSubscription:
             except Exception as exc:  # noqa: BLE001 - shutting down; nothing left to do
                 log.warning("bus consumer stop failed (group %s): %r", self._group, exc)
 
-    async def _handle(self, tp: TopicPartition, messages: list) -> bool:
+    async def _handle(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> bool:
         records = [
             BusRecord(
                 topic=m.topic,
@@ -232,7 +240,9 @@ class KafkaBus:
         except BaseException as exc:
             await _quietly(producer.stop(), admin.close())
             if isinstance(exc, _TRANSIENT):
-                raise BackendUnavailable("bus", f"cannot reach {self._servers}: {exc!r}") from exc
+                # Also how a broker refusing idempotent producers (Tansu) shows up: UnknownError.
+                detail = f"start failed against {self._servers}: {exc!r}"
+                raise BackendUnavailable("bus", detail) from exc
             raise
         self._producer, self._admin = producer, admin
 
@@ -258,7 +268,8 @@ class KafkaBus:
             if node is None:
                 raise BackendUnavailable("bus", "no broker known")
             # An empty topic list asks for brokers only: the cheapest metadata request.
-            await asyncio.wait_for(client.send(node, MetadataRequest([])), REQUEST_TIMEOUT_MS / 1000)
+            request = MetadataRequest([])
+            await asyncio.wait_for(client.send(node, request), REQUEST_TIMEOUT_MS / 1000)
         except _TRANSIENT as exc:
             raise BackendUnavailable("bus", f"ping failed: {exc!r}") from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 
 import click
@@ -49,10 +50,14 @@ def check_backends(settings: Settings) -> None:
         await start_backends(backends)
         await close_backends(backends)
 
+    # Client libraries log their own connection errors; the one line below says it all.
+    logging.disable(logging.CRITICAL)
     try:
         asyncio.run(probe())
     except StartupError as exc:
         fail(str(exc), EXIT_CONFIG)
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 @click.group("database", help="Schema migrations.")

@@ -27,6 +27,7 @@ from pushwire.storage.dialect import insert_ignore, utcnow
 from pushwire.storage.models import Channel, IdempotencyRecord, Message, OutboxEntry
 
 OUTBOX_SHARDS = 16
+DEADLOCK_RETRIES = 5
 IDEMPOTENCY_WINDOW = dt.timedelta(hours=24)
 
 
@@ -67,13 +68,18 @@ class Publisher:
         self, tenant_id: str, app_id: str, requests: Sequence[PublishRequest]
     ) -> list[PublishResult]:
         """Publish all in one transaction (batching is how the push API goes fast); results in order."""
-        try:
-            async with self.db.session() as s, s.begin():
-                return await self._publish(s, tenant_id, app_id, requests)
-        except (OperationalError, DBAPIError, OSError) as exc:
-            if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not _is_unavailable(exc):
-                raise
-            raise BackendUnavailable("database", str(exc).splitlines()[0][:200]) from None
+        for attempt in range(DEADLOCK_RETRIES):
+            try:
+                async with self.db.session() as s, s.begin():
+                    return await self._publish(s, tenant_id, app_id, requests)
+            except (OperationalError, DBAPIError, OSError) as exc:
+                # A deadlock rolled the whole transaction back, so retrying cannot double-publish.
+                if _is_deadlock(exc) and attempt + 1 < DEADLOCK_RETRIES:
+                    continue
+                if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not _is_unavailable(exc):
+                    raise
+                raise BackendUnavailable("database", str(exc).splitlines()[0][:200]) from None
+        raise AssertionError("unreachable")
 
     async def _publish(
         self, s: AsyncSession, tenant_id: str, app_id: str, requests: Sequence[PublishRequest]
@@ -185,24 +191,33 @@ class Publisher:
         return PublishResult(id=first.id, deliveries=first.deliveries, duplicate=True)
 
     async def _bump(self, s: AsyncSession, app_id: str, channel: str, n: int, now: dt.datetime) -> tuple[int, str]:
-        table = Channel.__table__
-        epoch = self.epochs.initial(app_id, channel)
-        await s.execute(
-            insert_ignore(table, self.db.dialect).values(
-                app_id=app_id, name=channel, epoch=epoch, top_offset=0, created_at=now
-            )
-        )
-        await s.execute(
+        # UPDATE first: it takes the row's exclusive lock directly. An INSERT IGNORE on an existing
+        # row would take a shared lock first, and two shared holders upgrading deadlock.
+        bump = (
             sa.update(Channel)
             .where(Channel.app_id == app_id, Channel.name == channel)
             .values(top_offset=Channel.top_offset + n)
         )
+        if (await s.execute(bump)).rowcount == 0:
+            epoch = self.epochs.initial(app_id, channel)
+            await s.execute(
+                insert_ignore(Channel.__table__, self.db.dialect).values(
+                    app_id=app_id, name=channel, epoch=epoch, top_offset=0, created_at=now
+                )
+            )
+            await s.execute(bump)
         row = (
             await s.execute(
                 sa.select(Channel.top_offset, Channel.epoch).where(Channel.app_id == app_id, Channel.name == channel)
             )
         ).one()
         return int(row[0]), str(row[1])
+
+
+def _is_deadlock(exc: BaseException) -> bool:
+    # MySQL 1213 (deadlock) and 1205 (lock wait timeout); SQLite "database is locked".
+    text = str(getattr(exc, "orig", exc))
+    return "1213" in text or "1205" in text or "database is locked" in text
 
 
 def _is_unavailable(exc: DBAPIError) -> bool:

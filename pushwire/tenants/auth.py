@@ -102,6 +102,13 @@ class ServerAuthenticator:
     async def take_push_tokens(self, caller: Caller, cost: int = 1) -> None:
         """The app's push rate, shared by every instance through the cache."""
         limits = caller.app.limits
+        if cost > limits.push_burst:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"{cost} messages exceed this app's push burst of {limits.push_burst}; send smaller batches",
+                [{"field": "$.messages", "message": f"at most {limits.push_burst} per request"}],
+            )
         result = await self.cache.take_tokens(f"rate:push:{caller.app_id}", limits.push_rate, limits.push_burst, cost)
         if not result.allowed:
             retry = max(1, int(result.retry_after + 0.999))

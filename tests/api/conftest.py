@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
 from pushwire.app import create_app
 from pushwire.runtime import Runtime
@@ -59,10 +58,15 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         env["PUSHWIRE_CACHE_URL"] = REDIS_URL
     app = create_app(load_settings(env))
     runtime: Runtime = app.state.runtime
-    async with AsyncTestClient(app):
+    # The runtime is started in the test's own loop (the lifespan would run it in the test
+    # client's portal thread, and pooled MySQL connections belong to one loop).
+    await runtime.start()
+    try:
         tenant = await runtime.tenancy.create_tenant(unique("tenant"))
         created = await runtime.tenancy.create_app(tenant.tenant_id, "web")
         yield Stack(app=app, runtime=runtime, tenant_id=tenant.tenant_id, created=created)
+    finally:
+        await runtime.stop()
 
 
 Factory = Callable[..., AsyncServerClient]

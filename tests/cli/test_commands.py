@@ -30,8 +30,8 @@ def cli(env: dict[str, str], *args: str, stdin: str = "", ok: bool = True) -> su
     return proc
 
 
-def js(env: dict[str, str], *args: str) -> dict:  # type: ignore[type-arg]
-    return json.loads(cli(env, *args, "--json").stdout)
+def js(env: dict[str, str], *args: str, stdin: str = "") -> dict:  # type: ignore[type-arg]
+    return json.loads(cli(env, *args, "--json", stdin=stdin).stdout)
 
 
 def test_full_tenant_flow(env: dict[str, str]) -> None:
@@ -61,7 +61,8 @@ def test_full_tenant_flow(env: dict[str, str]) -> None:
     assert header["kid"] == ck["kid"]
     assert (claims["sub"], claims["app"], claims["channels"], claims["exp"] - claims["iat"]) == ("u1", app_id, ["room.*"], 60)
 
-    user = js(env, "console-user", "create", "--email", "Ops@Example.com", "--role", "operator", "--password-stdin")
+    user = js(env, "console-user", "create", "--email", "Ops@Example.com", "--role", "operator", "--password-stdin",
+              stdin="correct horse battery\n")
     assert user["email"] == "ops@example.com"
 
 

@@ -108,11 +108,11 @@ async def test_incr_counts_from_zero(cache: AnyCache) -> None:
 
 
 async def test_incr_ttl_is_set_only_on_creation(cache: AnyCache) -> None:
-    assert await cache.incr("window", ttl=0.4) == 1
+    assert await cache.incr("window", ttl=0.5) == 1
     await asyncio.sleep(0.2)
-    # A later ttl must not extend the window: the key still dies 0.4 s after creation.
+    # A later ttl must not extend the window: the key still dies 0.5 s after creation.
     assert await cache.incr("window", ttl=10) == 2
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(0.45)
     assert await cache.get("window") is None
     assert await cache.incr("window", ttl=10) == 1
 
@@ -147,15 +147,15 @@ async def test_token_bucket_burst_then_refused(cache: AnyCache) -> None:
 
 
 async def test_token_bucket_refills_over_time(cache: AnyCache) -> None:
-    assert (await cache.take_tokens("rl", rate=10, burst=2, cost=2)).allowed
-    refused = await cache.take_tokens("rl", rate=10, burst=2)
+    assert (await cache.take_tokens("rl", rate=5, burst=2, cost=2)).allowed
+    refused = await cache.take_tokens("rl", rate=5, burst=2)
     assert not refused.allowed
-    assert 0 < refused.retry_after <= 0.1
-    await asyncio.sleep(0.15)
-    assert (await cache.take_tokens("rl", rate=10, burst=2)).allowed
-    # Refill stops at burst however long the bucket sits idle.
-    await asyncio.sleep(0.4)
-    assert (await cache.take_tokens("rl", rate=10, burst=2, cost=0)).remaining == pytest.approx(2)
+    assert 0 < refused.retry_after <= 0.2
+    await asyncio.sleep(0.3)
+    assert (await cache.take_tokens("rl", rate=5, burst=2)).allowed
+    # Refill stops at burst however long the bucket sits idle (0.7 s would be 3.5 tokens).
+    await asyncio.sleep(0.7)
+    assert (await cache.take_tokens("rl", rate=5, burst=2, cost=0)).remaining == pytest.approx(2)
 
 
 async def test_token_bucket_cost(cache: AnyCache) -> None:
@@ -205,6 +205,18 @@ async def test_list_push_order_and_range(cache: AnyCache) -> None:
     assert await cache.list_range("h", 10, 20) == []
     assert await cache.list_range("h", -1, -2) == []
     assert await cache.list_length("h") == 4
+
+
+async def test_list_range_matches_lrange_for_every_index_pair(cache: AnyCache) -> None:
+    items = [b"4", b"3", b"2", b"1", b"0"]  # head first, as pushing 0..4 leaves it
+    await cache.list_push_capped("h", list(reversed(items)), max_len=10)
+    for start in range(-7, 8):
+        for stop in range(-7, 8):
+            # Redis's rule: negatives count from the tail, stop is inclusive, out of range clamps.
+            first = max(0, start + 5 if start < 0 else start)
+            last = min(4, stop + 5 if stop < 0 else stop)
+            expected = items[first : last + 1] if first <= last else []
+            assert await cache.list_range("h", start, stop) == expected, (start, stop)
 
 
 async def test_list_is_trimmed_to_max_len(cache: AnyCache) -> None:
