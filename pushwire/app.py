@@ -13,6 +13,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from pushwire import __version__
 from pushwire.api.push import push, push_batch
 from pushwire.api.reads import history, presence_bulk, presence_one
+from pushwire.realtime.transports.websocket import websocket_endpoint
 from pushwire.runtime import Runtime
 from pushwire.settings import Settings
 from pushwire.web.errors import EXCEPTION_HANDLERS
@@ -34,7 +35,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         return runtime
 
     app = Litestar(
-        route_handlers=[health, ready, push, push_batch, presence_one, presence_bulk, history],
+        route_handlers=[health, ready, push, push_batch, presence_one, presence_bulk, history, websocket_endpoint],
         dependencies={"runtime": Provide(provide_runtime, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

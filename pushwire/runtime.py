@@ -1,26 +1,41 @@
 """The running instance's composition: settings, backends and the services built on them.
 
 Built by create_app (never at import time) and handed to handlers through dependency injection.
+Start order: backends → registry entry → outbox relay → router → liveness ticker; stop reverses
+it after closing every client with 4500 so they resume elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 
 from pushwire import __version__
 from pushwire.accounts.service import AccountService
 from pushwire.messaging.epochs import EpochSeed
 from pushwire.messaging.history import History
+from pushwire.messaging.hot_history import HotHistory
 from pushwire.messaging.publish import Publisher
+from pushwire.messaging.relay import OutboxRelay
 from pushwire.presence.store import PresenceStore
+from pushwire.realtime.acks import AckStore
+from pushwire.realtime.connections import Connections
+from pushwire.realtime.hub import Hub
+from pushwire.realtime.protocol import Close
+from pushwire.realtime.recovery import Recovery
+from pushwire.realtime.router import Router
+from pushwire.realtime.tokens import ClientTokenVerifier
 from pushwire.registry.base import InstanceInfo
 from pushwire.settings import Settings
 from pushwire.tenants.auth import ServerAuthenticator
 from pushwire.tenants.crypto import SecretBox
 from pushwire.tenants.service import TenancyService
 from pushwire.wiring import Backends, build_backends, close_backends, start_backends
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,47 +49,102 @@ class Runtime:
     publisher: Publisher
     history: History
     presence: PresenceStore
+    tokens: ClientTokenVerifier
+    hub: Hub
+    connections: Connections
+    relay: OutboxRelay
+    router: Router
     # Set after each commit of new messages, so the outbox relay wakes without polling delay.
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    draining: bool = False
     version: str = __version__
     started_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"))
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings, backends: Backends | None = None) -> Runtime:
         backends = backends or build_backends(settings)
         box = SecretBox(settings.secret_key)
-        db = backends.database
+        db, cache = backends.database, backends.cache
         epochs = EpochSeed(settings.secret_key)
+        history = History(db, epochs)
+        hot = HotHistory(cache)
+        presence = PresenceStore(db, cache)
+        hub = Hub()
+        wakeup = asyncio.Event()
         return cls(
             settings=settings,
             backends=backends,
             tenancy=TenancyService(db, box),
             accounts=AccountService(db),
             box=box,
-            auth=ServerAuthenticator(db, box, backends.cache, settings.trusted_networks),
+            auth=ServerAuthenticator(db, box, cache, settings.trusted_networks),
             publisher=Publisher(db, epochs),
-            history=History(db, epochs),
-            presence=PresenceStore(db, backends.cache),
+            history=history,
+            presence=presence,
+            tokens=ClientTokenVerifier(db, box),
+            hub=hub,
+            connections=Connections(
+                hub, Recovery(history, hot), AckStore(db, cache), presence, settings.instance_id, settings.heartbeat
+            ),
+            relay=OutboxRelay(db, backends.bus, hot, backends.registry, wakeup, settings.kafka_topic_prefix),
+            router=Router(backends.bus, hub, settings.kafka_topic_prefix, group=f"router-{settings.instance_id}"),
+            outbox_wakeup=wakeup,
         )
 
     def notify_published(self) -> None:
         self.outbox_wakeup.set()
 
-    def instance_info(self, connections: int = 0) -> InstanceInfo:
+    def instance_info(self) -> InstanceInfo:
         return InstanceInfo(
             id=self.settings.instance_id,
             address=self.settings.advertise_address,
             version=self.version,
             started_at=self.started_at,
-            connections=connections,
+            connections=self.hub.count(),
         )
 
     async def start(self) -> None:
         await start_backends(self.backends)
         await self.backends.registry.register(self.instance_info(), ttl=self.settings.instance_ttl)
+        # Routes left by an earlier run of this instance id are stale.
+        await self.presence.remove_instance(self.settings.instance_id)
+        await self.relay.start()
+        await self.router.start()
+        self._tasks.append(asyncio.create_task(self._liveness(), name="liveness"))
 
     async def stop(self) -> None:
+        self.draining = True
+        self.hub.close_all(Close.RECONNECT, "server shutting down; reconnect and resume")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3):
+                while self.hub.sessions:
+                    await asyncio.sleep(0.05)
         try:
+            await self.router.stop()
+            await self.relay.stop()
+            await self.presence.remove_instance(self.settings.instance_id)
             await self.backends.registry.deregister()
+        except Exception:  # noqa: BLE001 - shutdown continues whatever failed
+            log.exception("error while stopping")
         finally:
             await close_backends(self.backends)
+
+    async def _liveness(self) -> None:
+        """Once a second: heartbeats and silent clients; each heartbeat period: presence last_seen."""
+        heartbeat = self.settings.heartbeat
+        loop = asyncio.get_running_loop()
+        next_touch = loop.time() + heartbeat
+        while True:
+            await asyncio.sleep(min(1.0, heartbeat / 2))
+            try:
+                self.hub.tick(heartbeat)
+                if loop.time() >= next_touch:
+                    next_touch = loop.time() + heartbeat
+                    await self.presence.touch_instance(self.settings.instance_id)
+                    await self.backends.registry.update(self.instance_info())
+            except Exception:  # noqa: BLE001 - a failed beat must not end the loop
+                log.exception("liveness tick failed")

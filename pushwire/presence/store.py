@@ -77,12 +77,13 @@ class PresenceStore:
             await s.commit()
 
     async def remove(self, session_id: str, app_id: str, user_id: str) -> None:
+        # last_seen first: a reader that sees the route gone must also see when the user left.
+        await self.cache.set(f"lastseen:{app_id}:{user_id}", rfc3339(utcnow()).encode(), ttl=LAST_SEEN_TTL)
         async with self.db.session() as s:
             await s.execute(
                 sa.delete(PresenceRoute).where(PresenceRoute.session_id == session_id, PresenceRoute.app_id == app_id)
             )
             await s.commit()
-        await self.cache.set(f"lastseen:{app_id}:{user_id}", rfc3339(utcnow()).encode(), ttl=LAST_SEEN_TTL)
 
     async def touch(self, session_ids: Sequence[str]) -> None:
         """Heartbeat: one UPDATE for all of an instance's live sessions."""
@@ -106,6 +107,22 @@ class PresenceStore:
             result = await s.execute(sa.delete(PresenceRoute).where(PresenceRoute.last_seen < utcnow() - older_than))
             await s.commit()
             return int(result.rowcount or 0)
+
+    async def count(self, app_id: str, user_id: str | None = None) -> int:
+        """Connections of an app (or of one user), across every instance."""
+        q = sa.select(sa.func.count()).select_from(PresenceRoute).where(PresenceRoute.app_id == app_id)
+        if user_id is not None:
+            q = q.where(PresenceRoute.user_id == user_id)
+        async with self.db.session() as s:
+            return int(await s.scalar(q) or 0)
+
+    async def touch_instance(self, instance_id: str) -> None:
+        """Heartbeat for every route of this instance in one statement."""
+        async with self.db.session() as s:
+            await s.execute(
+                sa.update(PresenceRoute).where(PresenceRoute.instance_id == instance_id).values(last_seen=utcnow())
+            )
+            await s.commit()
 
     async def users(self, app_id: str, user_ids: Sequence[str]) -> list[UserPresence]:
         unique = list(dict.fromkeys(user_ids))

@@ -1,0 +1,96 @@
+"""The Hub: this instance's connections by app → user → sessions, and channel → subscribers.
+
+No I/O here: delivery is a dictionary lookup and a synchronous `offer` per subscriber, so one
+message costs one encode (done upstream) plus one append per connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+
+from pushwire.realtime.protocol import PING, Close
+from pushwire.realtime.session import Session
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.sessions: dict[str, Session] = {}
+        self._users: dict[str, dict[str, set[Session]]] = defaultdict(lambda: defaultdict(set))
+        self._subscribers: dict[tuple[str, str], set[Session]] = defaultdict(set)
+        self.delivered = 0
+
+    # -- membership -----------------------------------------------------------
+    def attach(self, session: Session) -> None:
+        self.sessions[session.id] = session
+        self._users[session.app_id][session.user_id].add(session)
+
+    def detach(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        for channel in list(session.subs):
+            self.unsubscribe(session, channel)
+        users = self._users.get(session.app_id)
+        if users is not None:
+            mine = users.get(session.user_id)
+            if mine is not None:
+                mine.discard(session)
+                if not mine:
+                    del users[session.user_id]
+            if not users:
+                del self._users[session.app_id]
+
+    def subscribe(self, session: Session, channel: str) -> None:
+        """Buffered until the caller finishes the subscription (after its replay)."""
+        session.begin_subscription(channel)
+        self._subscribers[(session.app_id, channel)].add(session)
+
+    def unsubscribe(self, session: Session, channel: str) -> None:
+        session.subs.pop(channel, None)
+        key = (session.app_id, channel)
+        subs = self._subscribers.get(key)
+        if subs is not None:
+            subs.discard(session)
+            if not subs:
+                del self._subscribers[key]
+
+    # -- delivery -------------------------------------------------------------
+    def has_subscribers(self, app_id: str, channel: str) -> bool:
+        return (app_id, channel) in self._subscribers
+
+    def deliver(self, app_id: str, channel: str, offset: int, frame: str) -> int:
+        subs = self._subscribers.get((app_id, channel))
+        if not subs:
+            return 0
+        for session in tuple(subs):
+            session.offer(channel, offset, frame)
+        self.delivered += len(subs)
+        return len(subs)
+
+    def user_sessions(self, app_id: str, user_id: str) -> Iterable[Session]:
+        return tuple(self._users.get(app_id, {}).get(user_id, ()))
+
+    def count(self, app_id: str | None = None) -> int:
+        if app_id is None:
+            return len(self.sessions)
+        return sum(len(s) for s in self._users.get(app_id, {}).values())
+
+    # -- liveness -------------------------------------------------------------
+    def tick(self, heartbeat: float, now: float | None = None) -> list[Session]:
+        """Ping quiet sessions; close those silent for 2 x heartbeat. Returns the closed ones."""
+        now = time.monotonic() if now is None else now
+        dead = []
+        for session in tuple(self.sessions.values()):
+            if session.closing is not None:
+                continue
+            if now - session.last_received > 2 * heartbeat:
+                session.close_soon(Close.HEARTBEAT_TIMEOUT, "no frame from the client for 2 x heartbeat")
+                dead.append(session)
+            elif now - session.last_sent >= heartbeat and session.transport.kind == "ws":
+                session.last_sent = now
+                session.enqueue(PING)
+        return dead
+
+    def close_all(self, code: int, reason: str) -> None:
+        for session in tuple(self.sessions.values()):
+            session.close_soon(code, reason)

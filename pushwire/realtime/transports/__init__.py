@@ -1,0 +1,1 @@
+"""Transports: WebSocket, long-poll and SSE, all speaking the same frames through Connections."""

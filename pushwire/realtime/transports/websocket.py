@@ -1,0 +1,99 @@
+"""GET /api/v1/ws: the WebSocket transport.
+
+Token and Origin are checked before the upgrade (401/403 as plain HTTP, through the ASGI
+denial-response extension). After that the reader loop feeds frames to Connections and the
+session's writer task owns all sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import msgspec
+from litestar import WebSocket, websocket
+
+from pushwire.errors import ApiError
+from pushwire.realtime.connections import LimitReached
+from pushwire.realtime.protocol import MAX_FRAME_BYTES, Close
+from pushwire.realtime.session import Session
+from pushwire.realtime.transports.auth import identify, origin_allowed
+from pushwire.runtime import Runtime
+
+
+class WebSocketTransport:
+    kind = "ws"
+
+    def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
+        self._send = socket.send
+
+    async def send_frames(self, frames: list[str]) -> None:
+        for frame in frames:
+            await self._send({"type": "websocket.send", "text": frame})
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._send({"type": "websocket.close", "code": int(code), "reason": reason[:120]})
+
+
+async def _deny(socket: WebSocket[Any, Any, Any], status: int, code: str, message: str) -> None:
+    if "websocket.http.response" in socket.scope.get("extensions", {}):
+        body = msgspec.json.encode({"error": code, "message": message})
+        await socket.send(
+            {"type": "websocket.http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
+        )
+        await socket.send({"type": "websocket.http.response.body", "body": body})
+    else:  # servers without the extension: the spec allows closing with 4001 instead
+        await socket.accept()
+        await socket.close(code=Close.UNAUTHORIZED if status == 401 else 4003, reason=message[:120])
+
+
+@websocket("/api/v1/ws")
+async def websocket_endpoint(socket: WebSocket[Any, Any, Any], runtime: Runtime) -> None:
+    try:
+        identity = await identify(runtime.tokens, socket.query_params, socket.headers)
+    except ApiError as exc:
+        await _deny(socket, exc.status, exc.code, exc.message)
+        return
+    if not origin_allowed(identity, socket.headers.get("origin")):
+        await _deny(socket, 403, "origin_not_allowed", "this Origin is not allowed for the app")
+        return
+    if runtime.draining:
+        await _deny(socket, 503, "unavailable", "this instance is shutting down; reconnect")
+        return
+    try:
+        await runtime.connections.check_limits(identity)
+    except LimitReached as exc:
+        await socket.accept()
+        await socket.close(code=Close.LIMIT, reason=str(exc))
+        return
+    await socket.accept()
+    session = await runtime.connections.open(identity, WebSocketTransport(socket))
+    reader = asyncio.create_task(_read(socket, session, runtime))
+    closed = asyncio.create_task(session.closed.wait())
+    try:
+        await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (reader, closed):
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(reader, closed, return_exceptions=True)
+        await runtime.connections.close(session)
+
+
+async def _read(socket: WebSocket[Any, Any, Any], session: Session, runtime: Runtime) -> None:
+    receive = socket.receive
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        data = message.get("bytes")
+        size = len(text.encode()) if text is not None else len(data or b"")
+        if size > MAX_FRAME_BYTES:
+            session.close_soon(Close.TOO_BIG, "frame over 64 KiB")
+            return
+        if text is None:
+            runtime.connections.bad_frame(session, "frames are JSON text, not binary")
+            continue
+        await runtime.connections.handle(session, text)
