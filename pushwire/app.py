@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -13,6 +14,8 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from pushwire import __version__
 from pushwire.api.push import push, push_batch
 from pushwire.api.reads import history, presence_bulk, presence_one
+from pushwire.realtime.transports.longpoll import ack, longpoll
+from pushwire.realtime.transports.sse import sse
 from pushwire.realtime.transports.websocket import websocket_endpoint
 from pushwire.runtime import Runtime
 from pushwire.settings import Settings
@@ -35,7 +38,27 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         return runtime
 
     app = Litestar(
-        route_handlers=[health, ready, push, push_batch, presence_one, presence_bulk, history, websocket_endpoint],
+        route_handlers=[
+            health,
+            ready,
+            push,
+            push_batch,
+            presence_one,
+            presence_bulk,
+            history,
+            websocket_endpoint,
+            longpoll,
+            ack,
+            sse,
+        ],
+        # Browsers on tenants' sites call the client API (long-poll, SSE, ack) cross-origin;
+        # per-app Origin allow-lists are enforced in the handlers.
+        cors_config=CORSConfig(
+            allow_origins=["*"],
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            max_age=600,
+        ),
         dependencies={"runtime": Provide(provide_runtime, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

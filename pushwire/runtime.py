@@ -24,10 +24,12 @@ from pushwire.presence.store import PresenceStore
 from pushwire.realtime.acks import AckStore
 from pushwire.realtime.connections import Connections
 from pushwire.realtime.hub import Hub
+from pushwire.realtime.polling import Poller
 from pushwire.realtime.protocol import Close
 from pushwire.realtime.recovery import Recovery
 from pushwire.realtime.router import Router
 from pushwire.realtime.tokens import ClientTokenVerifier
+from pushwire.realtime.transports.cursor import CursorCodec
 from pushwire.registry.base import InstanceInfo
 from pushwire.settings import Settings
 from pushwire.tenants.auth import ServerAuthenticator
@@ -54,6 +56,7 @@ class Runtime:
     connections: Connections
     relay: OutboxRelay
     router: Router
+    poller: Poller
     # Set after each commit of new messages, so the outbox relay wakes without polling delay.
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     draining: bool = False
@@ -72,6 +75,9 @@ class Runtime:
         presence = PresenceStore(db, cache)
         hub = Hub()
         wakeup = asyncio.Event()
+        connections = Connections(
+            hub, Recovery(history, hot), AckStore(db, cache), presence, settings.instance_id, settings.heartbeat
+        )
         return cls(
             settings=settings,
             backends=backends,
@@ -84,9 +90,8 @@ class Runtime:
             presence=presence,
             tokens=ClientTokenVerifier(db, box),
             hub=hub,
-            connections=Connections(
-                hub, Recovery(history, hot), AckStore(db, cache), presence, settings.instance_id, settings.heartbeat
-            ),
+            connections=connections,
+            poller=Poller(connections, CursorCodec(settings.secret_key)),
             relay=OutboxRelay(db, backends.bus, hot, backends.registry, wakeup, settings.kafka_topic_prefix),
             router=Router(backends.bus, hub, settings.kafka_topic_prefix, group=f"router-{settings.instance_id}"),
             outbox_wakeup=wakeup,
@@ -145,6 +150,8 @@ class Runtime:
                 if loop.time() >= next_touch:
                     next_touch = loop.time() + heartbeat
                     await self.presence.touch_instance(self.settings.instance_id)
+                    # Polling clients that stopped polling, and routes of instances that died.
+                    await self.presence.sweep(dt.timedelta(seconds=max(60, 3 * heartbeat)))
                     await self.backends.registry.update(self.instance_info())
             except Exception:  # noqa: BLE001 - a failed beat must not end the loop
                 log.exception("liveness tick failed")

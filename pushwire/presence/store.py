@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from pushwire.cache.base import Cache
 from pushwire.messaging.envelope import rfc3339
@@ -75,6 +76,21 @@ class PresenceStore:
                 )
             )
             await s.commit()
+
+    async def upsert(self, session_id: str, app_id: str, user_id: str, instance_id: str, transport: str) -> None:
+        """Polling transports: one route per poll session, refreshed by each poll, swept when polls stop."""
+        async with self.db.session() as s:
+            moved = await s.execute(
+                sa.update(PresenceRoute)
+                .where(PresenceRoute.session_id == session_id, PresenceRoute.app_id == app_id)
+                .values(last_seen=utcnow(), instance_id=instance_id)
+            )
+            await s.commit()
+        if moved.rowcount == 0:
+            try:
+                await self.add(session_id, app_id, user_id, instance_id, transport)
+            except IntegrityError:
+                pass  # a concurrent poll of the same session added it
 
     async def remove(self, session_id: str, app_id: str, user_id: str) -> None:
         # last_seen first: a reader that sees the route gone must also see when the user left.

@@ -107,6 +107,30 @@ class Session:
             sub.last = offset
             self.enqueue(frame)
 
+    # -- polling transports (no writer task: the request handler drains) ------
+    def drain(self, limit: int) -> list[str]:
+        out = []
+        while self._queue and len(out) < limit:
+            frame = self._queue.popleft()
+            self._queued -= len(frame)
+            out.append(frame)
+        if not self._queue:
+            self._wake.clear()
+        return out
+
+    def drain_ready(self) -> bool:
+        return bool(self._queue)
+
+    async def wait_for_frames(self, timeout: float) -> bool:
+        if self._queue:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        except TimeoutError:
+            return False
+        return bool(self._queue)
+
     # -- sending --------------------------------------------------------------
     def enqueue(self, frame: str) -> None:
         if self.closing is not None:
