@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from pushwire.cli.accounts import console_user
+from pushwire.cli.config import config
 from pushwire.cli.server import database, demo, run
 from pushwire.cli.tenancy import app, client_key, key, tenant, token
 
@@ -14,7 +15,7 @@ from pushwire.cli.tenancy import app, client_key, key, tenant, token
 def cli() -> None: ...
 
 
-for command in (run, database, demo, tenant, app, key, client_key, token, console_user):
+for command in (run, database, demo, tenant, app, key, client_key, token, console_user, config):
     cli.add_command(command)
 
 

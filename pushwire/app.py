@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from pushwire import __version__
+from pushwire.api.admin import admin_config, admin_instances
 from pushwire.api.push import push, push_batch
 from pushwire.api.reads import history, presence_bulk, presence_one
 from pushwire.realtime.transports.longpoll import ack, longpoll
@@ -50,6 +51,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             longpoll,
             ack,
             sse,
+            admin_instances,
+            admin_config,
         ],
         # Browsers on tenants' sites call the client API (long-poll, SSE, ack) cross-origin;
         # per-app Origin allow-lists are enforced in the handlers.

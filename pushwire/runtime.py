@@ -30,7 +30,8 @@ from pushwire.realtime.recovery import Recovery
 from pushwire.realtime.router import Router
 from pushwire.realtime.tokens import ClientTokenVerifier
 from pushwire.realtime.transports.cursor import CursorCodec
-from pushwire.registry.base import InstanceInfo
+from pushwire.registry.base import InstanceInfo, Watch, WatchEvent
+from pushwire.registry.config import LiveConfig
 from pushwire.settings import Settings
 from pushwire.tenants.auth import ServerAuthenticator
 from pushwire.tenants.crypto import SecretBox
@@ -57,12 +58,14 @@ class Runtime:
     relay: OutboxRelay
     router: Router
     poller: Poller
+    config: LiveConfig
     # Set after each commit of new messages, so the outbox relay wakes without polling delay.
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     draining: bool = False
     version: str = __version__
     started_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"))
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _watches: list[Watch] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings, backends: Backends | None = None) -> Runtime:
@@ -92,6 +95,7 @@ class Runtime:
             hub=hub,
             connections=connections,
             poller=Poller(connections, CursorCodec(settings.secret_key)),
+            config=LiveConfig(backends.registry, {"heartbeat": settings.heartbeat, "push_enabled": True}),
             relay=OutboxRelay(db, backends.bus, hot, backends.registry, wakeup, settings.kafka_topic_prefix),
             router=Router(backends.bus, hub, settings.kafka_topic_prefix, group=f"router-{settings.instance_id}"),
             outbox_wakeup=wakeup,
@@ -114,6 +118,9 @@ class Runtime:
         await self.backends.registry.register(self.instance_info(), ttl=self.settings.instance_ttl)
         # Routes left by an earlier run of this instance id are stale.
         await self.presence.remove_instance(self.settings.instance_id)
+        self.config.on_change(self._config_changed)
+        await self.config.start()
+        self._watches.append(await self.backends.registry.watch_prefix("instances/", self._instance_event))
         await self.relay.start()
         await self.router.start()
         self._tasks.append(asyncio.create_task(self._liveness(), name="liveness"))
@@ -121,6 +128,11 @@ class Runtime:
     async def stop(self) -> None:
         self.draining = True
         self.hub.close_all(Close.RECONNECT, "server shutting down; reconnect and resume")
+        for watch in self._watches:
+            with contextlib.suppress(Exception):
+                await watch.cancel()
+        with contextlib.suppress(Exception):
+            await self.config.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -138,12 +150,36 @@ class Runtime:
         finally:
             await close_backends(self.backends)
 
+    @property
+    def heartbeat(self) -> int:
+        return int(self.config.get("heartbeat"))
+
+    @property
+    def push_enabled(self) -> bool:
+        return bool(self.config.get("push_enabled"))
+
+    def _config_changed(self, key: str, value: object) -> None:
+        if key == "heartbeat":
+            beat = int(value)  # type: ignore[call-overload]
+            if not 1 <= beat <= 600:
+                raise ValueError("heartbeat must be 1..600 seconds")
+            self.connections.heartbeat = beat
+        log.info("config %s = %r applied", key, value)
+
+    async def _instance_event(self, event: WatchEvent) -> None:
+        """An instance's lease ended (crash or clean leave): its presence routes go with it."""
+        if event.kind == "delete":
+            instance_id = event.key.removeprefix("instances/")
+            removed = await self.presence.remove_instance(instance_id)
+            if removed:
+                log.info("removed %d presence routes of departed instance %s", removed, instance_id)
+
     async def _liveness(self) -> None:
         """Once a second: heartbeats and silent clients; each heartbeat period: presence last_seen."""
-        heartbeat = self.settings.heartbeat
         loop = asyncio.get_running_loop()
-        next_touch = loop.time() + heartbeat
+        next_touch = loop.time() + self.heartbeat
         while True:
+            heartbeat = self.heartbeat  # live config: may change while running
             await asyncio.sleep(min(1.0, heartbeat / 2))
             try:
                 self.hub.tick(heartbeat)

@@ -45,6 +45,8 @@ def build_bus(url: str, settings: Settings) -> Bus:
             idempotent=settings.kafka_idempotent,
             default_partitions=settings.kafka_partitions,
             replication=settings.kafka_replication,
+            # Each router is its group's only member: a short session keeps group joins quick.
+            session_timeout_ms=6000,
         )
     raise ValueError(f"unknown bus scheme {parts.scheme!r}")
 

@@ -14,6 +14,11 @@ from pushwire.errors import ApiError
 from pushwire.messaging.publish import PublishRequest
 from pushwire.runtime import Runtime
 
+
+def _check_enabled(runtime: Runtime) -> None:
+    if not runtime.push_enabled:
+        raise ApiError(503, "unavailable", "publishing is paused by the operators", headers={"Retry-After": "5"})
+
 MAX_BATCH = 100
 _BATCH_DECODER = msgspec.json.Decoder(BatchBody)
 _DOC = "Signed with a server key (X-Pushwire-Key, -Timestamp, -Nonce, -Signature); scope `push`."
@@ -29,6 +34,7 @@ _DOC = "Signed with a server key (X-Pushwire-Key, -Timestamp, -Nonce, -Signature
 )
 async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[PushAccepted]:
     caller, body = await signed_caller(request, runtime, "push")
+    _check_enabled(runtime)
     await runtime.auth.take_push_tokens(caller)
     req = parse_push(body, caller.app, request.headers.get("traceparent"))
     result = await runtime.publisher.publish(caller.app.tenant_id, caller.app_id, req)
@@ -45,6 +51,7 @@ async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[Pu
 )
 async def push_batch(request: Request[Any, Any, Any], runtime: Runtime) -> BatchResult:
     caller, body = await signed_caller(request, runtime, "push")
+    _check_enabled(runtime)
     try:
         batch = _BATCH_DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:

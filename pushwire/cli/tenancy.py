@@ -60,10 +60,14 @@ def key() -> None: ...
 @click.option("--scope", "scopes", multiple=True, help="push, presence:read, history:read (default: all three).")
 @click.option("--allow-ip", "allow_ips", multiple=True, help="IPv4/IPv6 address or CIDR (repeat); none = any.")
 @click.option("--label", default="")
+@click.option("--operator", is_flag=True, help="Also allowed to call the operator API (/api/v1/admin/...).")
 @json_option
-def key_create(app_id: str, scopes: tuple[str, ...], allow_ips: tuple[str, ...], label: str, as_json: bool) -> None:
+def key_create(
+    app_id: str, scopes: tuple[str, ...], allow_ips: tuple[str, ...], label: str, operator: bool, as_json: bool
+) -> None:
     secret = run_async(
-        settings_or_exit(), lambda s: s.tenancy.create_server_key(app_id, None, list(scopes), list(allow_ips), label)
+        settings_or_exit(),
+        lambda s: s.tenancy.create_server_key(app_id, None, list(scopes), list(allow_ips), label, operator),
     )
     emit(secret, as_json)
 

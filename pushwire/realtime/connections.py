@@ -7,6 +7,7 @@ recovery, unsubscribe, ack (stored, echoed to the user's other connections), pin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -15,6 +16,7 @@ import msgspec
 
 from pushwire import ids
 from pushwire.errors import BackendUnavailable
+from pushwire.messaging.history import ChannelState
 from pushwire.names import BROADCAST, is_channel, personal_channel
 from pushwire.presence.store import PresenceStore
 from pushwire.realtime import protocol as p
@@ -48,6 +50,8 @@ class Connections:
         self.instance_id = instance_id
         self.heartbeat = heartbeat
         self._bad_frames: dict[str, deque[float]] = {}
+        self._gap_tasks: set[asyncio.Task[None]] = set()
+        self.gaps_filled = 0
 
     async def check_limits(self, identity: ClientIdentity) -> None:
         if await self.presence.count(identity.app_id) >= identity.max_connections:
@@ -55,8 +59,28 @@ class Connections:
         if await self.presence.count(identity.app_id, identity.user_id) >= identity.max_connections_per_user:
             raise LimitReached("this user is at the per-user connection limit")
 
+    def fill_gap(self, session: Session, channel: str, last: int, upto: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._fill_gap(session, channel, last, upto))
+        self._gap_tasks.add(task)
+        task.add_done_callback(self._gap_tasks.discard)
+
+    async def _fill_gap(self, session: Session, channel: str, last: int, upto: int) -> None:
+        self.gaps_filled += 1
+        try:
+            state = (await self.recovery.state(session.app_id, [channel]))[channel]
+            bounded = ChannelState(epoch=state.epoch, top=min(upto, state.top))
+            replay = await self.recovery.replay(session.app_id, channel, None, last, bounded)
+        except BackendUnavailable:
+            session.close_soon(p.Close.RECONNECT, "could not fill a delivery gap; resume with since")
+            return
+        head = None
+        if not replay.recovered:
+            head = p.encode(p.Subscribed(channel=channel, epoch=state.epoch, offset=upto, recovered=False, replayed=0))
+        session.finish_subscription(channel, replay.top if replay.recovered else upto, replay.messages, head)
+
     async def open(self, identity: ClientIdentity, transport: Transport) -> Session:
         session = Session(ids.session_id(), identity, transport)
+        session.on_gap = self.fill_gap
         personal = personal_channel(identity.user_id)
         self.hub.attach(session)
         # Subscribed (buffering) before reading positions, so nothing published meanwhile is missed.

@@ -84,6 +84,7 @@ class Poller:
         personal = personal_channel(identity.user_id)
         channels = list(dict.fromkeys([personal, BROADCAST, *rooms]))
         session = Session(cursor.session if cursor else ids.session_id(), identity, _Collector(kind), POLL_QUEUE_BYTES)
+        session.on_gap = self.c.fill_gap
         hub = self.c.hub
         hub.attach(session)
         try:

@@ -34,8 +34,10 @@ class Router:
         self.duplicates = 0
 
     async def start(self) -> None:
-        # Live delivery only: what happened before this instance started reaches clients by recovery.
-        self._subscription = await self.bus.subscribe(self.pattern, self.group, self.handle, from_beginning=False)
+        # From the earliest record of a topic this group has no position in: a tenant topic created
+        # after start-up must not lose its first records to "latest". The group (one per instance
+        # id) keeps its committed position across restarts, and old records cost a decode only.
+        self._subscription = await self.bus.subscribe(self.pattern, self.group, self.handle, from_beginning=True)
 
     async def stop(self) -> None:
         if self._subscription is not None:

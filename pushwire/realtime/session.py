@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from pushwire.realtime.protocol import Close
@@ -60,6 +61,8 @@ class Session:
         self.last_sent = time.monotonic()
         self.delivered = 0
         self._writer: asyncio.Task[None] | None = None
+        # Called as on_gap(session, channel, last_delivered, missing_upto); set by Connections.
+        self.on_gap: Callable[[Session, str, int, int], None] | None = None
         self._closer: asyncio.Task[None] | None = None
 
     @property
@@ -104,6 +107,11 @@ class Session:
             sub.buffer.append((offset, frame))
         elif offset > sub.last:
             # Duplicates (bus redelivery, replay overlap) are at or below `last`: dropped here.
+            if offset > sub.last + 1 and self.on_gap is not None:
+                # Live skipped ahead (a bus hiccup): hold live and fill the hole from history.
+                sub.buffer = [(offset, frame)]
+                self.on_gap(self, channel, sub.last, offset - 1)
+                return
             sub.last = offset
             self.enqueue(frame)
 

@@ -240,11 +240,14 @@ class TenancyService:
         scopes: Sequence[str] | None = None,
         allow_ips: Sequence[str] | None = None,
         label: str = "",
+        operator: bool = False,
     ) -> KeySecret:
+        """`operator` keys also call the admin API; only the CLI (server access) may make them."""
         scopes_n, cidrs = normalise_scopes(scopes), normalise_cidrs(allow_ips)
         async with self.db.session() as s:
             await self._app_row(s, app_id, tenant_id)
             row, secret = self._new_server_key(app_id, scopes_n, cidrs, label)
+            row.is_operator = operator
             s.add(row)
             await s.commit()
             return secret
