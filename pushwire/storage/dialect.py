@@ -83,8 +83,9 @@ def engine_options(url: str) -> dict[str, Any]:
     return {
         "pool_size": 20,
         "max_overflow": 20,
-        "pool_recycle": 3600,
-        "pool_pre_ping": True,
+        # No pre-ping: it costs a round trip per checkout on the push path; a connection found
+        # dead raises once (503, nothing stored) and SQLAlchemy then invalidates the pool.
+        "pool_recycle": 1800,
         "connect_args": {"connect_timeout": 3},
         # READ COMMITTED: offset assignment relies on row locks, not snapshot reads.
         "isolation_level": "READ COMMITTED",
