@@ -15,6 +15,7 @@ from pushwire import __version__
 from pushwire.api.admin import admin_config, admin_instances
 from pushwire.api.push import push, push_batch
 from pushwire.api.reads import history, presence_bulk, presence_one
+from pushwire.console import console_router, static_router
 from pushwire.realtime.transports.longpoll import ack, longpoll
 from pushwire.realtime.transports.sse import sse
 from pushwire.realtime.transports.websocket import websocket_endpoint
@@ -53,6 +54,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             sse,
             admin_instances,
             admin_config,
+            console_router(),
+            static_router(),
         ],
         # Browsers on tenants' sites call the client API (long-poll, SSE, ack) cross-origin;
         # per-app Origin allow-lists are enforced in the handlers.

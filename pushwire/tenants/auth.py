@@ -17,7 +17,7 @@ from pushwire.cache.base import Cache
 from pushwire.errors import ApiError
 from pushwire.names import NONCE_RE
 from pushwire.storage.database import Database
-from pushwire.storage.models import App, ServerKey
+from pushwire.storage.models import App, ServerKey, Tenant
 from pushwire.tenants import signing
 from pushwire.tenants.crypto import SecretBox
 from pushwire.tenants.ip_allow import Network, client_ip, ip_allowed
@@ -70,7 +70,7 @@ class ServerAuthenticator:
         row = await self._key(key_id) if key_id else None
         if row is None:
             raise _refuse(401, "unknown_key", "unknown or revoked key")
-        key, app = row
+        key, app, tenant_disabled = row
 
         nonce = h.get(signing.HEADER_NONCE.lower(), "")
         if NONCE_RE.fullmatch(nonce) is None:
@@ -95,7 +95,7 @@ class ServerAuthenticator:
 
         if scope is not None and scope not in key.scopes:
             raise _refuse(403, "scope_missing", f"this key lacks the {scope!r} scope")
-        if not app.enabled:
+        if not app.enabled or tenant_disabled:
             raise _refuse(403, "app_disabled", "this app is disabled")
         return Caller(key_id=key.id, app=app_view(app), scopes=tuple(key.scopes), is_operator=key.is_operator)
 
@@ -116,12 +116,13 @@ class ServerAuthenticator:
                 429, "rate_limited", f"over the app's push rate of {limits.push_rate}/s", headers={"Retry-After": str(retry)}
             )
 
-    async def _key(self, key_id: str) -> tuple[ServerKey, App] | None:
+    async def _key(self, key_id: str) -> tuple[ServerKey, App, bool] | None:
         async with self.db.session() as s:
             q = (
-                sa.select(ServerKey, App)
+                sa.select(ServerKey, App, Tenant.disabled)
                 .join(App, App.id == ServerKey.app_id)
+                .join(Tenant, Tenant.id == App.tenant_id)
                 .where(ServerKey.id == key_id, ServerKey.revoked_at.is_(None))
             )
             row = (await s.execute(q)).first()
-            return None if row is None else (row[0], row[1])
+            return None if row is None else (row[0], row[1], bool(row[2]))

@@ -9,6 +9,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from pushwire.errors import ApiError, BackendUnavailable
 from pushwire.tenants.service import Invalid, NotFound
 
@@ -55,6 +57,12 @@ def _unavailable(_: Request[Any, Any, Any], exc: BackendUnavailable) -> Response
     return error_response(503, "unavailable", f"{exc.backend} is unavailable; retry later", headers={"Retry-After": "1"})
 
 
+def _database_down(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    # Connection-level database errors (refused, gone away, lost): retryable, nothing was stored.
+    request.logger.warning("database error on %s: %s", request.url.path, str(exc).splitlines()[0][:200])
+    return error_response(503, "unavailable", "database is unavailable; retry later", headers={"Retry-After": "1"})
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     request.logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal", "internal error")
@@ -67,6 +75,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     NotFound: _not_found,
     Invalid: _invalid,
     BackendUnavailable: _unavailable,
+    OperationalError: _database_down,
+    InterfaceError: _database_down,
     HTTPException: _http,
     Exception: _internal,
 }

@@ -1,0 +1,28 @@
+"""GET /console/audit: the audit log in the user's scope, newest first, optionally for one app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+
+from pushwire.console.auth import ConsoleSession
+from pushwire.console.pages.common import audit
+from pushwire.console.render import render
+from pushwire.runtime import Runtime
+
+LIMIT = 200
+
+
+@get("/audit")
+async def audit_page(
+    request: Request[Any, Any, Any], runtime: Runtime, session: ConsoleSession, app: str = ""
+) -> Response[Any]:
+    app_id = app.strip()
+    if app_id:
+        await runtime.tenancy.get_app(app_id, session.scope)  # 404 for another tenant's app
+    entries = await audit(runtime).entries(session.scope, app_id=app_id or None, limit=LIMIT)
+    return render(request, "audit.html", entries=entries, app_filter=app_id, limit=LIMIT)
+
+
+handlers = [audit_page]

@@ -1,0 +1,52 @@
+"""The console's routes under /console, with the session/CSRF/role guard and HTML error pages."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from litestar import Response, Router, get
+from litestar.di import Provide
+from litestar.static_files import create_static_files_router
+
+from pushwire.console.auth import console_guard, provide_session
+from pushwire.console.errors import EXCEPTION_HANDLERS
+from pushwire.console.pages import apps, audit, dashboard, keys, login, presence, tenants, tryit
+
+# Kept beside the templates so it ships in the package (package-data covers console/templates/).
+_CONSOLE_JS = files("pushwire.console").joinpath("templates/console.js").read_text(encoding="utf-8")
+
+
+@get("/console.js", opt={"public": True}, include_in_schema=False)
+async def console_js() -> Response[str]:
+    return Response(_CONSOLE_JS, media_type="text/javascript",
+                    headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})
+
+
+def console_router() -> Router:
+    return Router(
+        path="/console",
+        route_handlers=[
+            console_js,
+            *login.handlers,
+            *dashboard.handlers,
+            *tenants.handlers,
+            *apps.handlers,
+            *keys.handlers,
+            *tryit.handlers,
+            *presence.handlers,
+            *audit.handlers,
+        ],
+        guards=[console_guard],
+        dependencies={"session": Provide(provide_session)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        include_in_schema=False,
+    )
+
+
+def static_router(directory: str | Path = "static") -> Router:
+    """/static: htmx (static/vendor/, copied from npm by `make install`) and console.css.
+
+    Relative to the working directory, as the Dockerfile and `make run` arrange.
+    """
+    return create_static_files_router(path="/static", directories=[Path(directory)], include_in_schema=False)

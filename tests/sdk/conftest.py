@@ -1,0 +1,1 @@
+from tests.realtime.conftest import live  # noqa: F401
