@@ -23,7 +23,7 @@ from pushwire.errors import BackendUnavailable
 from pushwire.messaging.envelope import ENCODER, BusEnvelope, ClientMessage, Delivery, rfc3339
 from pushwire.messaging.epochs import EpochSeed
 from pushwire.storage.database import Database
-from pushwire.storage.dialect import insert_ignore, utcnow
+from pushwire.storage.dialect import insert_ignore, upsert_add, utcnow
 from pushwire.storage.models import Channel, IdempotencyRecord, Message, OutboxEntry
 
 OUTBOX_SHARDS = 16
@@ -109,9 +109,11 @@ class Publisher:
             for ch in requests[i].channels:
                 per_channel[ch] += 1
         next_offset: dict[str, tuple[int, str]] = {}
-        for ch in sorted(per_channel):
-            top, epoch = await self._bump(s, app_id, ch, per_channel[ch], now)
-            next_offset[ch] = (top - per_channel[ch] + 1, epoch)
+        if per_channel:
+            tops = await self._bump(s, app_id, per_channel, now)
+            for ch, n in per_channel.items():
+                top, epoch = tops[ch]
+                next_offset[ch] = (top - n + 1, epoch)
 
         ts = rfc3339(now)
         message_rows, outbox_rows = [], []
@@ -190,28 +192,26 @@ class Publisher:
         first = msgspec.convert(row.result, _IdemResult)
         return PublishResult(id=first.id, deliveries=first.deliveries, duplicate=True)
 
-    async def _bump(self, s: AsyncSession, app_id: str, channel: str, n: int, now: dt.datetime) -> tuple[int, str]:
-        # UPDATE first: it takes the row's exclusive lock directly. An INSERT IGNORE on an existing
-        # row would take a shared lock first, and two shared holders upgrading deadlock.
-        bump = (
-            sa.update(Channel)
-            .where(Channel.app_id == app_id, Channel.name == channel)
-            .values(top_offset=Channel.top_offset + n)
+    async def _bump(
+        self, s: AsyncSession, app_id: str, counts: dict[str, int], now: dt.datetime
+    ) -> dict[str, tuple[int, str]]:
+        """Add `counts[channel]` to each channel's top offset in one statement; return (top, epoch).
+
+        Rows are written in name order, so concurrent multi-channel pushes lock in the same order.
+        A channel seen for the first time is created with its derived initial epoch.
+        """
+        names = sorted(counts)
+        rows = [
+            {"app_id": app_id, "name": ch, "epoch": self.epochs.initial(app_id, ch), "top_offset": counts[ch], "created_at": now}
+            for ch in names
+        ]
+        await s.execute(upsert_add(Channel.__table__, rows, ["app_id", "name"], "top_offset", self.db.dialect))
+        result = await s.execute(
+            sa.select(Channel.name, Channel.top_offset, Channel.epoch).where(
+                Channel.app_id == app_id, Channel.name.in_(names)
+            )
         )
-        if (await s.execute(bump)).rowcount == 0:
-            epoch = self.epochs.initial(app_id, channel)
-            await s.execute(
-                insert_ignore(Channel.__table__, self.db.dialect).values(
-                    app_id=app_id, name=channel, epoch=epoch, top_offset=0, created_at=now
-                )
-            )
-            await s.execute(bump)
-        row = (
-            await s.execute(
-                sa.select(Channel.top_offset, Channel.epoch).where(Channel.app_id == app_id, Channel.name == channel)
-            )
-        ).one()
-        return int(row[0]), str(row[1])
+        return {name: (int(top), str(epoch)) for name, top, epoch in result}
 
 
 def _is_deadlock(exc: BaseException) -> bool:

@@ -79,6 +79,14 @@ def close_outcome(code: int | None) -> Outcome:
 
 
 class RealtimeClient:
+    """One end user's connection, kept up across drops, instances and transports.
+
+    `token` is a client token, or an async callable returning one (called again after the
+    server refused the current one). Messages go to `on_message` when given (sync or async),
+    else to `messages()`. `on_gap(channel, subscribed_frame)` reports a loss the server could
+    not fill. An exception raised by a callback stops the client; `messages()` re-raises it.
+    """
+
     WS_PATH = "/api/v1/ws"
     LONGPOLL_PATH = "/api/v1/longpoll"
     ACK_PATH = "/api/v1/ack"
@@ -167,6 +175,8 @@ class RealtimeClient:
 
         Keeps reconnecting on its own afterwards. Bound the wait with asyncio.timeout if needed.
         """
+        if self._stopped.is_set():
+            raise self._error or RealtimeError("the client is closed")
         if self._runner is None:
             self._http = httpx.AsyncClient(base_url=self.base_url, timeout=self.poll_timeout + 15)
             self._runner = asyncio.get_running_loop().create_task(self._run(), name="pushwire-realtime")
@@ -234,6 +244,8 @@ class RealtimeClient:
         known = channel in self._rooms
         if known and channel in self._recovered:
             return self._recovered[channel]
+        if self._stopped.is_set():
+            raise self._error or RealtimeError("the client is closed")
         self._rooms[channel] = None
         if self._runner is None:
             return None
@@ -256,9 +268,7 @@ class RealtimeClient:
         self._positions.pop(channel, None)
         self._recovered.pop(channel, None)
         self._awaiting.pop(channel, None)
-        future = self._pending.pop(channel, None)
-        if future is not None and not future.done():
-            future.set_exception(RealtimeError(f"unsubscribed from {channel}"))
+        self._settle(channel, RealtimeError(f"unsubscribed from {channel}"))
         if self._transport == "ws":
             await self._send({"type": "unsubscribe", "channel": channel})
         elif self._transport == "longpoll":
@@ -286,12 +296,20 @@ class RealtimeClient:
         self._transport = None
         self._stopped.set()
 
+    def _settle(self, channel: str, result: Frame | BaseException) -> None:
+        """Answer a subscribe() caller, if one is waiting for this channel."""
+        future = self._pending.pop(channel, None)
+        if future is None or future.done():
+            return
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+            future.exception()  # the caller may have given up: do not warn about it
+        else:
+            future.set_result(result)
+
     def _fail_pending(self, exc: BaseException) -> None:
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # nobody may be waiting: do not warn about it
-        self._pending.clear()
+        for channel in list(self._pending):
+            self._settle(channel, exc)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -317,6 +335,8 @@ class RealtimeClient:
                 self._awaiting.clear()
             if self._connected_at is not None and loop.time() - self._connected_at > STABLE_AFTER:
                 attempt = 0
+            if outcome == "prompt" and self._connected_at is None:
+                outcome = "backoff"  # closed before it ever worked: not a hand-over, back off
             if outcome == "auth":
                 if not callable(self._token_source):
                     raise RealtimeError("the token was refused and cannot be renewed", 401, "unauthorized")
@@ -331,16 +351,15 @@ class RealtimeClient:
                 self._use_ws = True
                 continue
             await asyncio.sleep(self._delay(outcome, attempt))
-            if outcome != "prompt":
-                attempt += 1
+            attempt += 1
 
     def _delay(self, outcome: Outcome, attempt: int) -> float:
         """Full jitter, so clients dropped together (a server restart) do not return together."""
-        if outcome == "prompt":
-            return random.uniform(0, self.backoff_min)
+        cap = min(self.backoff_max, self.backoff_min * 2 ** min(attempt, 30))
+        if outcome == "prompt":  # from 0: right after a stable connection that is at most backoff_min
+            return random.uniform(0, cap)
         if outcome == "long":  # a connection limit: seconds to minutes
             return random.uniform(self.backoff_max / 2, self.backoff_max)
-        cap = min(self.backoff_max, self.backoff_min * 2**attempt)
         return random.uniform(self.backoff_min, cap)
 
     async def _get_token(self) -> str:
@@ -366,10 +385,11 @@ class RealtimeClient:
             status = exc.response.status_code
             if status == 401:
                 raise _Ended("auth", "401 at upgrade") from None
-            if status == 403:
+            if status == 403 and b"origin_not_allowed" in (exc.response.body or b""):
                 raise RealtimeError("the server refused this client's Origin", 403, "origin_not_allowed") from None
             if status == 503:
                 raise _Ended("backoff", "503: instance draining") from None  # another instance will take us
+            # Anything else (404, 426, a proxy's 403 or 502): WebSockets do not get through.
             raise _Ended("fallback", f"HTTP {status} at upgrade") from None
         except InvalidMessage:
             raise  # the connection broke during the handshake: network, not a blocked WebSocket
@@ -413,7 +433,8 @@ class RealtimeClient:
         loop = asyncio.get_running_loop()
         while True:
             beat = self._heartbeat
-            await asyncio.sleep(max(0.05, beat / 4))
+            # At most 1 s: the first sleep starts before the welcome tells the real heartbeat.
+            await asyncio.sleep(min(1.0, max(0.05, beat / 4)))
             now = loop.time()
             if self._reading and now - self._last_rx > 2 * beat:
                 self._dead = True  # a half-open connection: give up on it
@@ -545,9 +566,7 @@ class RealtimeClient:
         if asked > 1:
             return  # a later subscribe of the same channel answers the caller
         self._recovered[channel] = frame
-        future = self._pending.pop(channel, None)
-        if future is not None and not future.done():
-            future.set_result(frame)
+        self._settle(channel, frame)
 
     async def _on_error(self, frame: Frame) -> None:
         channel = frame.get("channel")
@@ -558,9 +577,8 @@ class RealtimeClient:
         self._awaiting.pop(channel, None)
         if code == "forbidden":
             self._rooms.pop(channel, None)
-            future = self._pending.pop(channel, None)
-            if future is not None and not future.done():
-                future.set_exception(RealtimeError(f"the token does not allow {channel}", 403, "forbidden"))
+            log.warning("the token does not allow %s: not subscribed", channel)
+            self._settle(channel, RealtimeError(f"the token does not allow {channel}", 403, "forbidden"))
         elif self._ws is not None:
             # A backend hiccup on subscribe: reconnecting re-subscribes everything with since.
             await self._ws.close(1000, "resubscribe")
@@ -613,13 +631,15 @@ class RealtimeClient:
             self._cursor = None  # start over: welcome, unread, rooms at their tops (gaps reported)
             return False
         if status in (403, 422) and error != "origin_not_allowed":
-            refused = [room for room in rooms if room in self._pending]
+            # The poll names every room, so one refused room refuses the poll. Rooms the server
+            # never confirmed are the suspects: drop them, tell their subscribe() callers.
+            refused = [room for room in rooms if room not in self._recovered]
             if not refused:
                 raise RealtimeError(f"long-poll refused: {body.get('message')}", status, error)
-            # A room just added is the one refused: drop it and tell its subscribe() caller.
             for room in refused:
                 self._rooms.pop(room, None)
-                self._pending.pop(room).set_exception(RealtimeError(f"cannot subscribe to {room}: {body.get('message')}", status, error))
+                log.warning("long-poll refused %s: %s", room, body.get("message"))
+                self._settle(room, RealtimeError(f"cannot subscribe to {room}: {body.get('message')}", status, error))
             return False
         if status == 403:
             raise RealtimeError("the server refused this client's Origin", 403, error)
@@ -634,9 +654,7 @@ class RealtimeClient:
         self._cursor = body["cursor"]
         # A room already in the cursor gets no subscribed entry: its subscribe() is answered now.
         for room in rooms:
-            future = self._pending.pop(room, None)
-            if future is not None and not future.done():
-                future.set_result(self._recovered.get(room, {"type": "subscribed", "channel": room}))
+            self._settle(room, self._recovered.get(room, {"type": "subscribed", "channel": room}))
         return True
 
     async def _post_ack(self, channel: str, offset: int) -> int:

@@ -99,6 +99,19 @@ def insert_ignore(table: sa.Table, dialect_name: str) -> Any:
     return mysql.insert(table).prefix_with("IGNORE")
 
 
+def upsert_add(table: sa.Table, rows: list[dict[str, Any]], key: list[str], column: str, dialect_name: str) -> Any:
+    """Multi-row INSERT that, on a key conflict, adds the row's `column` value to the stored one.
+
+    One statement bumps any number of counters (channel offsets) under exclusive row locks,
+    instead of an UPDATE/INSERT/UPDATE per row.
+    """
+    if dialect_name == "sqlite":
+        stmt = sqlite.insert(table).values(rows)
+        return stmt.on_conflict_do_update(index_elements=key, set_={column: table.c[column] + stmt.excluded[column]})
+    stmt = mysql.insert(table).values(rows)
+    return stmt.on_duplicate_key_update({column: table.c[column] + stmt.inserted[column]})
+
+
 def on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers proceed while one writer commits; foreign keys are off by default in SQLite.
