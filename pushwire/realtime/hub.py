@@ -86,8 +86,14 @@ class Hub:
             if now - session.last_received > 2 * heartbeat:
                 session.close_soon(Close.HEARTBEAT_TIMEOUT, "no frame from the client for 2 x heartbeat")
                 dead.append(session)
-            elif now - session.last_sent >= heartbeat and session.transport.kind == "ws":
-                session.last_sent = now
+            elif (
+                session.transport.kind == "ws"
+                and now - session.last_received >= heartbeat
+                and now - session.last_ping >= heartbeat
+            ):
+                # Ping when the client has been quiet (not when we have): a client that only
+                # answers pings must get one before 2 x heartbeat, even while we stream to it.
+                session.last_ping = now
                 session.enqueue(PING)
         return dead
 

@@ -23,6 +23,7 @@ class Close(enum.IntEnum):
     HEARTBEAT_TIMEOUT = 4003  # silent for 2 x heartbeat: reconnect
     LIMIT = 4004  # app or per-user connection limit: back off
     SLOW_CONSUMER = 4008  # send buffer over the limit: reconnect and resume with since
+    FORBIDDEN = 4403  # Origin refused, on servers that cannot answer the upgrade with HTTP 403
     RECONNECT = 4500  # server shutting down: reconnect (elsewhere) and resume with since
 
 

@@ -59,6 +59,7 @@ class Session:
         self.closed = asyncio.Event()
         self.last_received = time.monotonic()
         self.last_sent = time.monotonic()
+        self.last_ping = 0.0
         self.delivered = 0
         self._writer: asyncio.Task[None] | None = None
         # Called as on_gap(session, channel, last_delivered, missing_upto); set by Connections.

@@ -116,13 +116,30 @@ class ServerAuthenticator:
                 429, "rate_limited", f"over the app's push rate of {limits.push_rate}/s", headers={"Retry-After": str(retry)}
             )
 
-    async def _key(self, key_id: str) -> tuple[ServerKey, App, bool] | None:
-        async with self.db.session() as s:
-            q = (
-                sa.select(ServerKey, App, Tenant.disabled)
-                .join(App, App.id == ServerKey.app_id)
-                .join(Tenant, Tenant.id == App.tenant_id)
-                .where(ServerKey.id == key_id, ServerKey.revoked_at.is_(None))
-            )
-            row = (await s.execute(q)).first()
-            return None if row is None else (row[0], row[1], bool(row[2]))
+    async def _key(self, key_id: str) -> tuple[_KeyRow, App, bool] | None:
+        k, a, t = ServerKey.__table__, App.__table__, Tenant.__table__
+        q = (
+            sa.select(k.c.id, k.c.secret_enc, k.c.scopes, k.c.allow_ips, k.c.is_operator, a, t.c.disabled)
+            .join(a, a.c.id == k.c.app_id)
+            .join(t, t.c.id == a.c.tenant_id)
+            .where(k.c.id == key_id, k.c.revoked_at.is_(None))
+        )
+        # Core on a bare connection: this runs on every signed request.
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(q)).mappings().first()
+        if row is None:
+            return None
+        app = App(**{c.name: row[c] for c in a.c})
+        key = _KeyRow(
+            id=row[k.c.id], secret_enc=row[k.c.secret_enc], scopes=list(row[k.c.scopes]),
+            allow_ips=list(row[k.c.allow_ips] or []), is_operator=bool(row[k.c.is_operator]),
+        )
+        return key, app, bool(row[t.c.disabled])
+
+
+class _KeyRow(msgspec.Struct, frozen=True):
+    id: str
+    secret_enc: bytes
+    scopes: list[str]
+    allow_ips: list[str]
+    is_operator: bool

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from pushwire.messaging.hot_history import hot_key
 from pushwire.sdk.realtime import RealtimeClient
+from pushwire.storage.migrate import upgrade
 from pushwire.storage.models import Message
-from tests.live import LiveServer
+from tests.live import LiveServer, live_server
 
 
 async def take(client: RealtimeClient, n: int, timeout: float = 15) -> list[dict[str, Any]]:
@@ -228,3 +230,37 @@ async def test_gap_that_cannot_be_filled_is_reported(live: LiveServer) -> None:
             await pw.push(channels=["room.t"], event="e", data="next")
             [m] = await take(client, 1)
             assert m["offset"] == 21
+
+
+async def test_heartbeats_keep_a_busy_connection_open(tmp_path: Path) -> None:
+    """Heartbeat 1 s, and the server streams without pause (so it never pings): the client's own
+    pings keep it from being closed as silent (4003)."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/hb.db"
+    await asyncio.to_thread(upgrade, url)
+    env = {"PUSHWIRE_DATABASE_URL": url, "PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789", "PUSHWIRE_HEARTBEAT": "1"}
+    async with live_server(env) as live, live.pusher() as pw:
+        client = RealtimeClient(live.http, live.token("hb"))
+        async with client:
+            assert client.welcome is not None and client.welcome["heartbeat"] == 1
+            got = []
+            for i in range(1, 21):
+                await pw.push(users=["hb"], event="p", data=i)
+                got += await take(client, 1)
+                await asyncio.sleep(0.2)
+            assert by_channel(got, "user.hb") == list(range(1, 21))
+            await asyncio.sleep(3)  # and quiet: the server pings, the client answers
+            assert client.connects == 1 and client.transport == "ws"
+
+
+async def test_connection_limit_backs_off_then_connects(live: LiveServer) -> None:
+    created = await live.new_app(max_connections_per_user=1)
+    token = live.token("s9", created=created)
+    first = RealtimeClient(live.http, token)
+    second = RealtimeClient(live.http, token, backoff_min=0.1, backoff_max=1.0)
+    async with first:
+        starting = asyncio.create_task(second.start())
+        await asyncio.sleep(0.8)
+        assert not starting.done() and second.transport is None  # closed with 4004, waiting
+    await asyncio.wait_for(starting, 5)  # the first one left: the second gets in
+    assert second.transport == "ws" and second.connects == 1
+    await second.close()

@@ -45,7 +45,7 @@ async def _deny(socket: WebSocket[Any, Any, Any], status: int, code: str, messag
         await socket.send({"type": "websocket.http.response.body", "body": body})
     else:  # servers without the extension: the spec allows closing with 4001 instead
         await socket.accept()
-        await socket.close(code=Close.UNAUTHORIZED if status == 401 else 4003, reason=message[:120])
+        await socket.close(code=Close.UNAUTHORIZED if status == 401 else Close.FORBIDDEN, reason=message[:120])
 
 
 @websocket("/api/v1/ws")
