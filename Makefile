@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HTMX := static/vendor/htmx.min.js
 export PUSHWIRE_DATABASE_URL ?= sqlite+aiosqlite:///./pushwire.db
 
-.PHONY: run test install services migrate demo bench clean
+.PHONY: run test install services browser migrate demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,7 +36,11 @@ run: demo
 services: $(STAMP)
 	VENV=$(VENV) scripts/services.sh
 
-test: install services
+# Browser tests drive Debian's chromium through Playwright (Playwright cannot download browsers here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install services browser
 	$(BIN)/python -m pytest
 
 bench: install services

@@ -15,7 +15,7 @@ from pushwire import __version__
 from pushwire.api.admin import admin_config, admin_instances
 from pushwire.api.push import push, push_batch
 from pushwire.api.reads import history, presence_bulk, presence_one
-from pushwire.console import console_router, static_router
+from pushwire.console import console_router
 from pushwire.realtime.transports.longpoll import ack, longpoll
 from pushwire.realtime.transports.sse import sse
 from pushwire.realtime.transports.websocket import websocket_endpoint
@@ -23,6 +23,7 @@ from pushwire.runtime import Runtime
 from pushwire.settings import Settings
 from pushwire.web.errors import EXCEPTION_HANDLERS
 from pushwire.web.health import health, ready
+from pushwire.web.static import static_files_router
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
@@ -55,7 +56,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             admin_instances,
             admin_config,
             console_router(),
-            static_router(),
+            static_files_router(),
         ],
         # Browsers on tenants' sites call the client API (long-poll, SSE, ack) cross-origin;
         # per-app Origin allow-lists are enforced in the handlers.

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from importlib.resources import files
-from pathlib import Path
 
 from litestar import Response, Router, get
 from litestar.di import Provide
-from litestar.static_files import create_static_files_router
 
 from pushwire.console.auth import console_guard, provide_session
 from pushwire.console.errors import EXCEPTION_HANDLERS
@@ -42,11 +40,3 @@ def console_router() -> Router:
         exception_handlers=EXCEPTION_HANDLERS,
         include_in_schema=False,
     )
-
-
-def static_router(directory: str | Path = "static") -> Router:
-    """/static: htmx (static/vendor/, copied from npm by `make install`) and console.css.
-
-    Relative to the working directory, as the Dockerfile and `make run` arrange.
-    """
-    return create_static_files_router(path="/static", directories=[Path(directory)], include_in_schema=False)

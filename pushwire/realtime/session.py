@@ -159,6 +159,7 @@ class Session:
         self.closing = (code, reason)
         self._queue.clear()
         self._queued = 0
+        self._wake.set()  # a long-poll waiting for frames returns at once (shutdown)
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))

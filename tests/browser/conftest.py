@@ -32,7 +32,7 @@ from tests.services import REDIS_URL
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 REPO = Path(__file__).resolve().parents[2]
-HEARTBEAT = 2
+HEARTBEAT = 1
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>pushwire.js test</title></head>

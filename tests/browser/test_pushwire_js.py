@@ -14,6 +14,7 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.testing import TestClient
 from playwright.async_api import Page
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from pushwire.web.static import static_files_router
 from tests.browser.conftest import HEARTBEAT, REPO
@@ -21,8 +22,12 @@ from tests.live import LiveServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
+# The server holds a long-poll for its whole timeout even when the browser has gone (it does not
+# watch for the disconnect), and uvicorn's shutdown waits for it: keep polls short in tests.
+POLL_TIMEOUT = 2
+
 START = """
-async ({url, token, channels, transports, positions, tokenFn}) => {
+async ({url, token, channels, transports, positions, tokenFn, pollTimeout}) => {
   window.received = [];
   window.statuses = [];
   window.gaps = [];
@@ -41,6 +46,7 @@ async ({url, token, channels, transports, positions, tokenFn}) => {
   };
   if (transports) options.transports = transports;
   if (positions) options.positions = positions;
+  if (pollTimeout) options.pollTimeout = pollTimeout;
   window.client = new window.PushwireClient(options);
   await window.client.connect();
   return window.client.transport;
@@ -55,12 +61,19 @@ async def load(page: Page, origin: str) -> None:
 
 async def start(page: Page, live: LiveServer, channels: list[str], **kw: Any) -> str:
     args = {"url": live.http, "token": kw.pop("token", None), "channels": channels, "transports": None, "positions": None,
-            "tokenFn": False, **kw}
+            "tokenFn": False, "pollTimeout": POLL_TIMEOUT, **kw}
     return await page.evaluate(START, args)  # type: ignore[no-any-return]
 
 
 async def wait_for(page: Page, expression: str, arg: Any = None, timeout: float = 15) -> None:
-    await page.wait_for_function(expression, arg=arg, timeout=timeout * 1000)
+    try:
+        await page.wait_for_function(expression, arg=arg, timeout=timeout * 1000)
+    except PlaywrightTimeout:
+        state = await page.evaluate(
+            "({statuses: window.statuses, gaps: window.gaps, errors: window.errors, subscribed: window.subscribed,"
+            " received: (window.received || []).map((m) => `${m.channel}#${m.offset}=${JSON.stringify(m.data)}`)})"
+        )
+        raise AssertionError(f"timed out waiting for {expression}; page state: {state}") from None
 
 
 async def received(page: Page, channel: str) -> list[dict[str, Any]]:

@@ -18,7 +18,8 @@ import pytest
 from litestar import Litestar
 
 from pushwire.app import create_app
-from pushwire.console import console_router, static_router
+from pushwire.console import console_router
+from pushwire.web.static import static_files_router
 from pushwire.runtime import Runtime
 from pushwire.settings import load_settings
 from pushwire.storage.migrate import upgrade
@@ -36,7 +37,7 @@ def mount_console(app: Litestar) -> Litestar:
     if "/console/login" not in paths:
         app.register(console_router())
     if not any(p.startswith("/static") for p in paths):
-        app.register(static_router())
+        app.register(static_files_router())
     return app
 
 
