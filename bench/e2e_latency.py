@@ -40,8 +40,8 @@ async def run(rate: int, seconds: float) -> dict[str, object]:
         with tempfile.TemporaryDirectory() as logs:
             async with cluster(url, logs) as c:
                 print("cluster up", flush=True)
-                idle = [await websockets.connect(c.instances[i % 3].ws(c.token(f"idle{i}"))) for i in range(300)]
-                ws = await websockets.connect(c.instances[0].ws(c.token("sub", ["room.lat"])))
+                idle = [await websockets.connect(c.instances[i % 3].ws(c.token(f"idle{i}")), ping_interval=None) for i in range(300)]
+                ws = await websockets.connect(c.instances[0].ws(c.token("sub", ["room.lat"])), ping_interval=None)
                 await ws.send(json.dumps({"type": "subscribe", "channel": "room.lat"}))
                 print("clients connected", flush=True)
                 pushers = [c.pusher(1), c.pusher(2)]
@@ -60,6 +60,8 @@ async def run(rate: int, seconds: float) -> dict[str, object]:
                 async def receive() -> None:
                     while len(latencies) < n_total:
                         f = json.loads(await ws.recv())
+                        if f.get("type") == "ping":
+                            await ws.send('{"type":"pong"}')
                         if f.get("type") == "message" and f["event"] == "lat":
                             latencies.append(time.perf_counter() - intended[f["data"]])
 
