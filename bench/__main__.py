@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> int:
         p.error(f"unknown scenario {', '.join(unknown)} (choose from {', '.join(SCENARIOS)})")
     limit = h.raise_nofile()
     pinned = h.pin_generator()
-    print(f"generator pid {__import__('os').getpid()} on CPU {h.GENERATOR_CPU if pinned else 'any'}, "
+    print(f"generator pid {os.getpid()} on CPU {h.GENERATOR_CPU if pinned else 'any'}, "
           f"server on CPU {h.SERVER_CPU}; RLIMIT_NOFILE {limit}")
     for name in scenarios:
         module = importlib.import_module(f"bench.{name}")
