@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pushwire.cache.base import Cache
 
 HOT_HISTORY_TTL = 24 * 3600
+HEAD_SLACK = 16
 
 
 def hot_key(app_id: str, channel: str) -> str:
@@ -42,7 +43,9 @@ class HotHistory:
         want = upto - after
         if want <= 0:
             return []
-        raw = await self.cache.list_range(hot_key(app_id, channel), 0, -1)
+        # Newest first: the wanted range is at the head when the cache is current. A few extra
+        # entries absorb relay-retry duplicates; anything less complete falls back to the database.
+        raw = await self.cache.list_range(hot_key(app_id, channel), 0, want - 1 + HEAD_SLACK)
         found: dict[int, bytes] = {}
         for item in raw:
             offset, body = split_entry(item)
