@@ -12,7 +12,7 @@ export PUSHWIRE_DATABASE_URL ?= sqlite+aiosqlite:///./pushwire.db
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e ".[dev,bench]"
 	touch $(STAMP)
 
 install: $(STAMP) $(HTMX)

@@ -20,6 +20,7 @@ from pushwire.messaging.history import History
 from pushwire.messaging.hot_history import HotHistory
 from pushwire.messaging.publish import Publisher
 from pushwire.messaging.relay import OutboxRelay
+from pushwire.metrics import Metrics
 from pushwire.presence.store import PresenceStore
 from pushwire.realtime.acks import AckStore
 from pushwire.realtime.connections import Connections
@@ -61,6 +62,8 @@ class Runtime:
     config: LiveConfig
     # Set after each commit of new messages, so the outbox relay wakes without polling delay.
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # Counters for /metrics and the queue-depth page; hooks in the push API, router and error handlers.
+    metrics: Metrics = field(default_factory=Metrics)
     draining: bool = False
     version: str = __version__
     started_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"))

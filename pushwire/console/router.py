@@ -9,7 +9,9 @@ from litestar.di import Provide
 
 from pushwire.console.auth import console_guard, provide_session
 from pushwire.console.errors import EXCEPTION_HANDLERS
-from pushwire.console.pages import apps, audit, dashboard, keys, login, presence, tenants, tryit
+from pushwire.console.pages import (
+    apps, audit, dashboard, keys, login, messages, presence, queues, tenants, traces, tryit,
+)
 
 # Kept beside the templates so it ships in the package (package-data covers console/templates/).
 _CONSOLE_JS = files("pushwire.console").joinpath("templates/console.js").read_text(encoding="utf-8")
@@ -33,6 +35,9 @@ def console_router() -> Router:
             *keys.handlers,
             *tryit.handlers,
             *presence.handlers,
+            *queues.handlers,
+            *traces.handlers,
+            *messages.handlers,
             *audit.handlers,
         ],
         guards=[console_guard],
