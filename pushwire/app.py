@@ -16,6 +16,8 @@ from pushwire.api.admin import admin_config, admin_instances
 from pushwire.api.push import push, push_batch
 from pushwire.api.reads import history, presence_bulk, presence_one
 from pushwire.console import console_router
+from pushwire.metrics.probes import Probes
+from pushwire.metrics.sampler import Sampler
 from pushwire.realtime.transports.longpoll import ack, longpoll
 from pushwire.realtime.transports.sse import sse
 from pushwire.realtime.transports.websocket import websocket_endpoint
@@ -23,27 +25,38 @@ from pushwire.runtime import Runtime
 from pushwire.settings import Settings
 from pushwire.web.errors import EXCEPTION_HANDLERS
 from pushwire.web.health import health, ready
+from pushwire.web.metrics import metrics
 from pushwire.web.static import static_files_router
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     runtime = runtime or Runtime.build(settings)
+    # Gauges are registered here, not at start: apps whose runtime tests start directly scrape them too.
+    probes = Probes(runtime)
+    probes.install(runtime.metrics)
+    sampler = Sampler(probes, runtime.metrics, runtime.backends.cache, runtime.settings.instance_id)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await runtime.start()
+        await sampler.start()
         try:
             yield
         finally:
+            await sampler.stop()
             await runtime.stop()
 
     async def provide_runtime() -> Runtime:
         return runtime
 
+    async def provide_probes() -> Probes:
+        return probes
+
     app = Litestar(
         route_handlers=[
             health,
             ready,
+            metrics,
             push,
             push_batch,
             presence_one,
@@ -66,7 +79,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
             max_age=600,
         ),
-        dependencies={"runtime": Provide(provide_runtime, use_cache=True)},
+        dependencies={
+            "runtime": Provide(provide_runtime, use_cache=True),
+            "probes": Provide(provide_probes, use_cache=True),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
@@ -80,6 +96,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         debug=False,
     )
     app.state.runtime = runtime
+    app.state.sampler = sampler
     return app
 
 

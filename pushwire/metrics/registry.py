@@ -8,8 +8,11 @@ one Metrics; the hot paths call plain methods that only add to dicts (no locks: 
 from __future__ import annotations
 
 import bisect
+import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+log = logging.getLogger(__name__)
 
 Labels = tuple[str, ...]
 
@@ -67,7 +70,11 @@ class Gauge:
         self.values: dict[Labels, float] = {}
 
     def refresh(self) -> None:
-        self.values = dict(self.read())
+        try:
+            self.values = dict(self.read())
+        except Exception:  # noqa: BLE001 - one broken source must not fail the whole scrape
+            log.exception("gauge %s could not be read", self.name)
+            self.values = {}
 
     def samples(self) -> Iterable[str]:
         for labels, value in sorted(self.values.items()):
@@ -122,6 +129,8 @@ class Metrics:
             "pushwire_delivery_latency_seconds", "Push accepted → frame queued to a local connection."
         )
         self.gauges: list[Gauge] = []
+        # Awaited before each scrape: async sources (a database count) refresh what gauges read.
+        self.refreshers: dict[str, Callable[[], Awaitable[object]]] = {}
 
     # Hooks (cheap: called on hot paths).
     def message_in(self, app_id: str, n: int = 1) -> None:
@@ -138,7 +147,21 @@ class Metrics:
         self.errors.inc(code)
 
     def gauge(self, name: str, help_: str, labels: Sequence[str], read: Callable[[], Iterable[tuple[Labels, float]]]) -> None:
+        # Same name replaces: a runtime handed to create_app twice must not expose a family twice.
+        self.gauges = [g for g in self.gauges if g.name != name]
         self.gauges.append(Gauge(name, help_, labels, read))
+
+    def before_scrape(self, name: str, refresh: Callable[[], Awaitable[object]]) -> None:
+        self.refreshers[name] = refresh
+
+    async def collect(self) -> str:
+        """Refresh the async sources, then the exposition text."""
+        for refresh in list(self.refreshers.values()):
+            try:
+                await refresh()
+            except Exception:  # noqa: BLE001 - a stale or missing gauge beats a failed scrape
+                log.exception("metrics refresh failed")
+        return self.exposition()
 
     def exposition(self) -> str:
         """Prometheus text format 0.0.4."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -68,7 +69,23 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Error
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal", "internal error")
 
 
-EXCEPTION_HANDLERS: dict[Any, Any] = {
+Handler = Callable[[Request[Any, Any, Any], Any], Response[ErrorBody]]
+
+
+def _counted(handler: Handler) -> Handler:
+    """Every JSON error response counts once in pushwire_errors_total{code}."""
+
+    def wrapped(request: Request[Any, Any, Any], exc: Any) -> Response[ErrorBody]:
+        response = handler(request, exc)
+        runtime = request.app.state.get("runtime")
+        if runtime is not None and isinstance(response.content, ErrorBody):
+            runtime.metrics.error(response.content.error)
+        return response
+
+    return wrapped
+
+
+_HANDLERS: dict[Any, Handler] = {
     ApiError: _api_error,
     ValidationException: _validation,
     NotFoundException: _not_found,
@@ -80,3 +97,5 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: _http,
     Exception: _internal,
 }
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {exc: _counted(h) for exc, h in _HANDLERS.items()}
