@@ -37,6 +37,8 @@ from pushwire.settings import Settings
 from pushwire.tenants.auth import ServerAuthenticator
 from pushwire.tenants.crypto import SecretBox
 from pushwire.tenants.service import TenancyService
+from pushwire.tracing.delivery import RouteTracer
+from pushwire.tracing.provider import Tracing
 from pushwire.wiring import Backends, build_backends, close_backends, start_backends
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class Runtime:
     router: Router
     poller: Poller
     config: LiveConfig
+    # This instance's TracerProvider (never the global one), span store and ack tracer.
+    tracing: Tracing
     # Set after each commit of new messages, so the outbox relay wakes without polling delay.
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # Counters for /metrics and the queue-depth page; hooks in the push API, router and error handlers.
@@ -81,8 +85,12 @@ class Runtime:
         presence = PresenceStore(db, cache)
         hub = Hub()
         wakeup = asyncio.Event()
+        metrics = Metrics()
+        tracing = Tracing(settings, cache)
+        tracer = tracing.tracer
         connections = Connections(
-            hub, Recovery(history, hot), AckStore(db, cache), presence, settings.instance_id, settings.heartbeat
+            hub, Recovery(history, hot), AckStore(db, cache), presence, settings.instance_id, settings.heartbeat,
+            ack_tracer=tracing.acks,
         )
         return cls(
             settings=settings,
@@ -91,7 +99,7 @@ class Runtime:
             accounts=AccountService(db),
             box=box,
             auth=ServerAuthenticator(db, box, cache, settings.trusted_networks),
-            publisher=Publisher(db, epochs),
+            publisher=Publisher(db, epochs, tracer, tracing.store),
             history=history,
             presence=presence,
             tokens=ClientTokenVerifier(db, box),
@@ -99,9 +107,13 @@ class Runtime:
             connections=connections,
             poller=Poller(connections, CursorCodec(settings.secret_key)),
             config=LiveConfig(backends.registry, {"heartbeat": settings.heartbeat, "push_enabled": True}),
-            relay=OutboxRelay(db, backends.bus, hot, backends.registry, wakeup, settings.kafka_topic_prefix),
-            router=Router(backends.bus, hub, settings.kafka_topic_prefix, group=f"router-{settings.instance_id}"),
+            relay=OutboxRelay(db, backends.bus, hot, backends.registry, wakeup, settings.kafka_topic_prefix,
+                              tracer, settings.instance_id),
+            router=Router(backends.bus, hub, settings.kafka_topic_prefix, group=f"router-{settings.instance_id}",
+                          metrics=metrics, tracer=RouteTracer(tracer, tracing.acks, settings.instance_id)),
+            tracing=tracing,
             outbox_wakeup=wakeup,
+            metrics=metrics,
         )
 
     def notify_published(self) -> None:
@@ -118,6 +130,7 @@ class Runtime:
 
     async def start(self) -> None:
         await start_backends(self.backends)
+        await self.tracing.start()
         await self.backends.registry.register(self.instance_info(), ttl=self.settings.instance_ttl)
         # Routes left by an earlier run of this instance id are stale.
         await self.presence.remove_instance(self.settings.instance_id)
@@ -151,6 +164,8 @@ class Runtime:
         except Exception:  # noqa: BLE001 - shutdown continues whatever failed
             log.exception("error while stopping")
         finally:
+            with contextlib.suppress(Exception):
+                await self.tracing.stop()  # last spans written before the cache closes
             await close_backends(self.backends)
 
     @property

@@ -34,6 +34,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     secret_key: str = ""
     trusted_proxies: tuple[str, ...] = ()
     otlp_endpoint: str = ""
+    # Share of new traces recorded (0..1); a sampled parent (incoming traceparent) is always followed.
+    trace_sample_ratio: float = 1.0
     # The address other instances and operators see for this one (shown in the registry).
     advertise_address: str = ""
     kafka_topic_prefix: str = "pushwire"
@@ -86,6 +88,19 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
         raise SettingsError(name, f"{raw!r} is not an integer") from None
     if not low <= value <= high:
         raise SettingsError(name, f"{value} is outside {low}..{high}")
+    return value
+
+
+def _ratio(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, f"{raw!r} is not a number (use 0..1, e.g. 0.1 for 10 %)") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan and inf
+        raise SettingsError(name, f"{raw} is outside 0..1")
     return value
 
 
@@ -160,6 +175,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=_secret_key(env, db),
         trusted_proxies=proxies,
         otlp_endpoint=otlp,
+        trace_sample_ratio=_ratio(env, "PUSHWIRE_TRACE_SAMPLE_RATIO", 1.0),
         advertise_address=env.get("PUSHWIRE_ADVERTISE_ADDRESS", ""),
         kafka_topic_prefix=env.get("PUSHWIRE_KAFKA_TOPIC_PREFIX", "pushwire"),
         kafka_partitions=_int(env, "PUSHWIRE_KAFKA_PARTITIONS", 8, 1, 10_000),

@@ -13,6 +13,8 @@ from pushwire.api.validation import decode_error, parse_push
 from pushwire.errors import ApiError
 from pushwire.messaging.publish import PublishRequest
 from pushwire.runtime import Runtime
+from pushwire.tenants.auth import Caller
+from pushwire.tracing.spans import downstream_traceparent, push_span
 
 
 def _check_enabled(runtime: Runtime) -> None:
@@ -33,12 +35,22 @@ _DOC = "Signed with a server key (X-Pushwire-Key, -Timestamp, -Nonce, -Signature
     request_max_body_size=1024 * 1024,
 )
 async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[PushAccepted]:
-    caller, body = await signed_caller(request, runtime, "push")
-    _check_enabled(runtime)
-    await runtime.auth.take_push_tokens(caller)
-    req = parse_push(body, caller.app, request.headers.get("traceparent"))
-    result = await runtime.publisher.publish(caller.app.tenant_id, caller.app_id, req)
-    runtime.notify_published()
+    incoming = request.headers.get("traceparent")
+    with push_span(runtime.tracing.tracer, "/api/v1/push", incoming) as span:
+        caller, body = await signed_caller(request, runtime, "push")
+        if span.is_recording():
+            span.set_attributes({"app_id": caller.app_id, "tenant_id": caller.app.tenant_id,
+                                 "instance_id": runtime.settings.instance_id})
+        _check_enabled(runtime)
+        await runtime.auth.take_push_tokens(caller)
+        req = parse_push(body, caller.app, downstream_traceparent(span))
+        result = await runtime.publisher.publish(caller.app.tenant_id, caller.app_id, req)
+        runtime.notify_published()
+        if not result.duplicate:
+            runtime.metrics.message_in(caller.app_id, 1)
+        if span.is_recording():
+            span.set_attributes({"message_id": result.id, "channel": list(req.channels), "event": req.event,
+                                 "duplicate": result.duplicate, "http.response.status_code": 202})
     return Response(PushAccepted(id=result.id, deliveries=result.deliveries, duplicate=result.duplicate), status_code=202)
 
 
@@ -50,7 +62,16 @@ async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[Pu
     description=_DOC,
 )
 async def push_batch(request: Request[Any, Any, Any], runtime: Runtime) -> BatchResult:
-    caller, body = await signed_caller(request, runtime, "push")
+    incoming = request.headers.get("traceparent")
+    with push_span(runtime.tracing.tracer, "/api/v1/push/batch", incoming) as span:
+        caller, body = await signed_caller(request, runtime, "push")
+        if span.is_recording():
+            span.set_attributes({"app_id": caller.app_id, "tenant_id": caller.app.tenant_id,
+                                 "instance_id": runtime.settings.instance_id})
+        return await _batch(runtime, caller, body, downstream_traceparent(span))
+
+
+async def _batch(runtime: Runtime, caller: Caller, body: bytes, traceparent: str | None) -> BatchResult:
     _check_enabled(runtime)
     try:
         batch = _BATCH_DECODER.decode(body)
@@ -61,7 +82,6 @@ async def push_batch(request: Request[Any, Any, Any], runtime: Runtime) -> Batch
                        [{"field": "$.messages", "message": f"got {len(batch.messages)}"}])
     items: list[BatchItem | None] = [None] * len(batch.messages)
     valid: list[tuple[int, PublishRequest]] = []
-    traceparent = request.headers.get("traceparent")
     for i, raw in enumerate(batch.messages):
         try:
             valid.append((i, parse_push(bytes(raw), caller.app, traceparent)))
@@ -74,4 +94,5 @@ async def push_batch(request: Request[Any, Any, Any], runtime: Runtime) -> Batch
         for (i, _), result in zip(valid, results, strict=True):
             items[i] = BatchItem(status=202, id=result.id, deliveries=result.deliveries, duplicate=result.duplicate)
         runtime.notify_published()
+        runtime.metrics.message_in(caller.app_id, sum(1 for r in results if not r.duplicate))
     return BatchResult(results=[item for item in items if item is not None])

@@ -19,6 +19,15 @@ class TokenBucketResult(msgspec.Struct, frozen=True):
     retry_after: float
 
 
+class ListPush(msgspec.Struct, frozen=True):
+    """One list_push_capped, for list_push_capped_many."""
+
+    key: str
+    values: list[bytes]
+    max_len: int
+    ttl: float | None = None
+
+
 class Cache(Protocol):
     """Keys are namespaced by the implementation's prefix; callers pass bare keys."""
 
@@ -54,6 +63,19 @@ class Cache(Protocol):
         """LRANGE semantics: inclusive stop, negative indexes count from the tail."""
 
     async def list_length(self, key: str) -> int: ...
+
+    # Batched forms: one network round trip for many keys (span store flushes, console reads).
+    async def list_push_capped_many(self, pushes: Sequence[ListPush]) -> None:
+        """list_push_capped for each entry, in order, in one round trip."""
+
+    async def list_range_many(self, keys: Sequence[str], start: int, stop: int) -> list[list[bytes]]:
+        """list_range of each key, in the order given."""
+
+    async def set_many(self, values: Mapping[str, bytes], ttl: float | None = None) -> None:
+        """set of each key, all with the same ttl, in one round trip."""
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """get of each key, in the order given (MGET)."""
 
     async def hash_set(self, key: str, mapping: Mapping[str, bytes], ttl: float | None = None) -> None: ...
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pushwire.cache.base import TokenBucketResult
+from pushwire.cache.base import ListPush, TokenBucketResult
 
 # Longest TTL given to a token bucket key; past it the bucket restarts full (see take_tokens).
 MAX_BUCKET_TTL_MS = 30 * 24 * 3600 * 1000
@@ -214,6 +214,28 @@ class MemoryCache:
     async def list_length(self, key: str) -> int:
         entry = self._live(self.prefix + key)
         return 0 if entry is None else len(_typed(entry, deque))
+
+    # -- batched forms (no round trips here: just the single-key operations in order) ---------
+
+    async def list_push_capped_many(self, pushes: Sequence[ListPush]) -> None:
+        for push in pushes:  # check every argument before changing anything, as Redis's pipeline does
+            check_max_len(push.max_len)
+            if push.ttl is not None:
+                check_ttl(push.ttl)
+        for push in pushes:
+            await self.list_push_capped(push.key, push.values, push.max_len, push.ttl)
+
+    async def list_range_many(self, keys: Sequence[str], start: int, stop: int) -> list[list[bytes]]:
+        return [await self.list_range(key, start, stop) for key in keys]
+
+    async def set_many(self, values: Mapping[str, bytes], ttl: float | None = None) -> None:
+        if ttl is not None:
+            check_ttl(ttl)
+        for key, value in values.items():
+            await self.set(key, value, ttl)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [await self.get(key) for key in keys]
 
     # -- hashes -----------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from pushwire.cache.base import TokenBucketResult
+from pushwire.cache.base import ListPush, TokenBucketResult
 from pushwire.cache.memory import MAX_BUCKET_TTL_MS, check_bucket, check_max_len, check_ttl
 from pushwire.errors import BackendUnavailable
 
@@ -188,6 +188,49 @@ class RedisCache:
     async def list_length(self, key: str) -> int:
         with _translated():
             return int(await self._redis().llen(self.prefix + key))
+
+    # -- batched forms: one pipeline each ----------------------------------------------
+
+    async def list_push_capped_many(self, pushes: Sequence[ListPush]) -> None:
+        for push in pushes:
+            check_max_len(push.max_len)
+        if not pushes:
+            return
+        with _translated():
+            async with self._redis().pipeline(transaction=True) as pipe:
+                for push in pushes:
+                    k = self.prefix + push.key
+                    if push.values:
+                        pipe.lpush(k, *push.values)
+                    pipe.ltrim(k, 0, push.max_len - 1)
+                    if push.ttl is not None:
+                        pipe.pexpire(k, check_ttl(push.ttl))
+                await pipe.execute()
+
+    async def list_range_many(self, keys: Sequence[str], start: int, stop: int) -> list[list[bytes]]:
+        if not keys:
+            return []
+        with _translated():
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.lrange(self.prefix + key, start, stop)
+                return [list(r) for r in await pipe.execute()]
+
+    async def set_many(self, values: Mapping[str, bytes], ttl: float | None = None) -> None:
+        px = None if ttl is None else check_ttl(ttl)
+        if not values:
+            return
+        with _translated():
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for key, value in values.items():
+                    pipe.set(self.prefix + key, value, px=px)
+                await pipe.execute()
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []  # MGET needs at least one key
+        with _translated():
+            return list(await self._redis().mget([self.prefix + k for k in keys]))
 
     # -- hashes -----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, OperationalError
+from opentelemetry.trace import NoOpTracer, SpanKind, Status, StatusCode, Tracer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushwire import ids
@@ -25,6 +26,9 @@ from pushwire.messaging.epochs import EpochSeed
 from pushwire.storage.database import Database
 from pushwire.storage.dialect import insert_ignore, upsert_add, utcnow
 from pushwire.storage.models import Channel, IdempotencyRecord, Message, OutboxEntry
+from pushwire.tracing.context import format_traceparent
+from pushwire.tracing.index import index_publish
+from pushwire.tracing.store import SpanStore
 
 OUTBOX_SHARDS = 16
 DEADLOCK_RETRIES = 5
@@ -57,9 +61,14 @@ def outbox_shard(channel: str) -> int:
 
 
 class Publisher:
-    def __init__(self, db: Database, epochs: EpochSeed) -> None:
+    def __init__(
+        self, db: Database, epochs: EpochSeed, tracer: Tracer | None = None, spans: SpanStore | None = None
+    ) -> None:
         self.db = db
         self.epochs = epochs
+        self.tracer = tracer or NoOpTracer()
+        # Sampled publishes are indexed there (app's recent list, message id → trace id).
+        self.spans = spans
 
     async def publish(self, tenant_id: str, app_id: str, request: PublishRequest) -> PublishResult:
         return (await self.publish_many(tenant_id, app_id, [request]))[0]
@@ -68,11 +77,32 @@ class Publisher:
         self, tenant_id: str, app_id: str, requests: Sequence[PublishRequest]
     ) -> list[PublishResult]:
         """Publish all in one transaction (batching is how the push API goes fast); results in order."""
+        with self.tracer.start_as_current_span(
+            "db.commit", kind=SpanKind.CLIENT, attributes={"app_id": app_id, "tenant_id": tenant_id,
+                                                           "messages": len(requests)},
+            record_exception=False, set_status_on_exception=False,
+        ) as span:
+            if not span.is_recording():
+                return await self._commit(tenant_id, app_id, requests, None)
+            try:
+                results = await self._commit(tenant_id, app_id, requests, format_traceparent(span.get_span_context()))
+            except Exception as exc:
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300]))
+                if self.spans is not None:
+                    index_publish(self.spans, span, app_id, requests, None)
+                raise
+            if self.spans is not None:
+                index_publish(self.spans, span, app_id, requests, results)
+            return results
+
+    async def _commit(
+        self, tenant_id: str, app_id: str, requests: Sequence[PublishRequest], traceparent: str | None
+    ) -> list[PublishResult]:
         for attempt in range(DEADLOCK_RETRIES):
             try:
                 # Core on a bare connection: the ORM's unit of work costs more than the SQL here.
                 async with self.db.engine.begin() as conn:
-                    return await self._publish(conn, tenant_id, app_id, requests)
+                    return await self._publish(conn, tenant_id, app_id, requests, traceparent)
             except (OperationalError, DBAPIError, OSError) as exc:
                 # A deadlock rolled the whole transaction back, so retrying cannot double-publish.
                 if _is_deadlock(exc) and attempt + 1 < DEADLOCK_RETRIES:
@@ -83,8 +113,10 @@ class Publisher:
         raise AssertionError("unreachable")
 
     async def _publish(
-        self, s: AsyncConnection, tenant_id: str, app_id: str, requests: Sequence[PublishRequest]
+        self, s: AsyncConnection, tenant_id: str, app_id: str, requests: Sequence[PublishRequest],
+        traceparent: str | None = None,
     ) -> list[PublishResult]:
+        """`traceparent` (the db.commit span's) stands in for requests that carry none (replays)."""
         now = utcnow()
         results: list[PublishResult | None] = [None] * len(requests)
         fresh: list[tuple[int, str]] = []  # (index, message id) of requests that publish
@@ -142,7 +174,8 @@ class Publisher:
                     }
                 )
                 envelope = BusEnvelope(
-                    tenant_id=tenant_id, app_id=app_id, message=message, traceparent=req.traceparent, replay_of=req.replay_of
+                    tenant_id=tenant_id, app_id=app_id, message=message, traceparent=req.traceparent or traceparent,
+                    replay_of=req.replay_of,
                 )
                 outbox_rows.append(
                     {

@@ -14,15 +14,18 @@ import logging
 import time
 
 import sqlalchemy as sa
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
 
 from pushwire.bus.base import Bus, OutgoingRecord
 from pushwire.errors import BackendUnavailable
-from pushwire.messaging.envelope import ENCODER, ENVELOPE_DECODER
+from pushwire.messaging.envelope import ENCODER, ENVELOPE_DECODER, BusEnvelope
 from pushwire.messaging.hot_history import HotHistory
 from pushwire.messaging.publish import OUTBOX_SHARDS
 from pushwire.registry.base import Lock, Registry
 from pushwire.storage.database import Database
 from pushwire.storage.models import App, OutboxEntry
+from pushwire.tracing.context import context_from, format_traceparent, is_sampled
+from pushwire.tracing.delivery import message_attributes
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,8 @@ BATCH = 500
 IDLE_POLL = 0.05  # only shard holders poll; each empty poll costs ~2 ms of CPU (20 % of a core at 10 ms)
 LOCK_TTL = 5
 APP_LIMITS_TTL = 30.0
+# While the bus fails, a failed attempt is traced at most this often (retries come every 0.5 s).
+FAILED_TRACE_EVERY = 5.0
 
 
 def topic_for(prefix: str, tenant_id: str) -> str:
@@ -45,6 +50,8 @@ class OutboxRelay:
         registry: Registry,
         wakeup: asyncio.Event,
         topic_prefix: str,
+        tracer: Tracer | None = None,
+        instance_id: str = "",
     ) -> None:
         self.db = db
         self.bus = bus
@@ -52,9 +59,13 @@ class OutboxRelay:
         self.registry = registry
         self.wakeup = wakeup
         self.prefix = topic_prefix
+        self.tracer = tracer
+        self.instance_id = instance_id
+        self._trace_after = 0.0
         self._locks: dict[int, Lock] = {}
         self._hot_sizes: dict[str, tuple[int, float]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.published = 0
         self.backlog = 0
 
@@ -63,14 +74,18 @@ class OutboxRelay:
         return sorted(self._locks)
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self, drain_seconds: float = 5.0) -> None:
         """Publish what is pending (within `drain_seconds`), then free the shards."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # The flag ends the loop even if a library swallowed the cancellation (seen on 3.11).
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(drain_seconds):
+                    await asyncio.shield(self._task)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(drain_seconds):
                 while await self.pump_once():
@@ -82,7 +97,7 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         next_lock_check = 0.0
-        while True:
+        while not self._stopping:
             try:
                 now = time.monotonic()
                 if now >= next_lock_check:
@@ -119,6 +134,7 @@ class OutboxRelay:
         shards = self.shards
         if not shards:
             return 0
+        started_ns = time.time_ns()
         async with self.db.session() as s:
             rows = (
                 await s.scalars(
@@ -128,21 +144,10 @@ class OutboxRelay:
         if not rows:
             self.backlog = 0
             return 0
-        records, hot_batches = [], {}
-        for row in rows:
-            envelope = ENVELOPE_DECODER.decode(row.payload)
+        envelopes = [ENVELOPE_DECODER.decode(row.payload) for row in rows]
+        hot_batches: dict[tuple[str, str], list[tuple[int, bytes]]] = {}
+        for row, envelope in zip(rows, envelopes, strict=True):
             m = envelope.message
-            headers = [("message_id", m.id.encode())]
-            if envelope.traceparent:
-                headers.append(("traceparent", envelope.traceparent.encode()))
-            records.append(
-                OutgoingRecord(
-                    topic=topic_for(self.prefix, row.tenant_id),
-                    key=row.channel.encode(),
-                    value=row.payload,
-                    headers=tuple(headers),
-                )
-            )
             hot_batches.setdefault((row.app_id, row.channel), []).append((m.offset, ENCODER.encode(m)))
         try:
             for (app_id, channel), items in hot_batches.items():
@@ -150,12 +155,49 @@ class OutboxRelay:
         except BackendUnavailable as exc:
             # Hot history is a fast path; recovery falls back to the database.
             log.warning("hot history not written: %s", exc)
-        await self.bus.publish(records)
-        async with self.db.session() as s:
-            await s.execute(sa.delete(OutboxEntry).where(OutboxEntry.id.in_([r.id for r in rows])))
-            await s.commit()
+        spans: list[tuple[Span, Span]] = []
+        records = [self._record(row, envelope, started_ns, spans) for row, envelope in zip(rows, envelopes, strict=True)]
+        produced = False
+        try:
+            await self.bus.publish(records)
+            produced = True
+            for _, produce in spans:
+                produce.end()
+            async with self.db.session() as s:
+                await s.execute(sa.delete(OutboxEntry).where(OutboxEntry.id.in_([r.id for r in rows])))
+                await s.commit()
+        except BaseException as exc:
+            if spans:
+                self._trace_after = time.monotonic() + FAILED_TRACE_EVERY
+            for relay, produce in spans:
+                for span in (relay,) if produced else (produce, relay):
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300]))
+                    span.end()
+            raise
+        for relay, _ in spans:
+            relay.end()
         self.published += len(rows)
         return len(rows)
+
+    def _record(self, row: OutboxEntry, envelope: BusEnvelope, started_ns: int, spans: list[tuple[Span, Span]]) -> OutgoingRecord:
+        """The bus record of a row; a sampled message gets outbox.relay and kafka.produce spans, and
+        the record carries kafka.produce's context (not the push span's) in its traceparent header."""
+        m = envelope.message
+        headers = [("message_id", m.id.encode())]
+        traceparent = envelope.traceparent
+        topic = topic_for(self.prefix, row.tenant_id)
+        if self.tracer is not None and is_sampled(traceparent) and time.monotonic() >= self._trace_after:
+            attrs = message_attributes(envelope, self.instance_id)
+            relay = self.tracer.start_span("outbox.relay", context=context_from(traceparent), start_time=started_ns,
+                                           attributes={**attrs, "outbox.shard": row.shard})
+            produce = self.tracer.start_span("kafka.produce", context=set_span_in_context(relay), kind=SpanKind.PRODUCER,
+                                             attributes={**attrs, "messaging.system": "kafka",
+                                                         "messaging.destination.name": topic})
+            spans.append((relay, produce))
+            traceparent = format_traceparent(produce.get_span_context())
+        if traceparent:
+            headers.append(("traceparent", traceparent.encode()))
+        return OutgoingRecord(topic=topic, key=row.channel.encode(), value=row.payload, headers=tuple(headers))
 
     async def _hot_size(self, app_id: str) -> int:
         cached = self._hot_sizes.get(app_id)

@@ -25,6 +25,7 @@ from pushwire.realtime.hub import Hub
 from pushwire.realtime.recovery import Recovery
 from pushwire.realtime.session import Session, Transport
 from pushwire.realtime.tokens import ClientIdentity
+from pushwire.tracing.acks import AckTracer
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Connections:
         presence: PresenceStore,
         instance_id: str,
         heartbeat: int,
+        ack_tracer: AckTracer | None = None,
     ) -> None:
         self.hub = hub
         self.recovery = recovery
@@ -49,6 +51,7 @@ class Connections:
         self.presence = presence
         self.instance_id = instance_id
         self.heartbeat = heartbeat
+        self.ack_tracer = ack_tracer
         self._bad_frames: dict[str, deque[float]] = {}
         self._gap_tasks: set[asyncio.Task[None]] = set()
         self.gaps_filled = 0
@@ -113,6 +116,7 @@ class Connections:
         return session
 
     async def close(self, session: Session) -> None:
+        session.end_watched("disconnected before the frame was sent")  # traced deliveries still queued
         self.hub.detach(session)
         self._bad_frames.pop(session.id, None)
         await session.stop()
@@ -182,8 +186,12 @@ class Connections:
         if sub is None or offset < 0 or offset > max(sub.last, 0):
             self.bad_frame(session, "ack a subscribed channel, at most the last offset delivered")
             return
+        start_ns = time.time_ns()
         stored = await self.acks.advance(session.app_id, session.user_id, channel, offset)
         frame = p.encode(p.Read(channel=channel, offset=stored))
         for other in self.hub.user_sessions(session.app_id, session.user_id):
             if other is not session:
                 other.enqueue(frame)
+        if self.ack_tracer is not None:
+            await self.ack_tracer.ack(session.app_id, session.user_id, channel, offset, stored, start_ns,
+                                      session.transport.kind)

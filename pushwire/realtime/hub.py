@@ -9,9 +9,13 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from pushwire.realtime.protocol import PING, Close
 from pushwire.realtime.session import Session
+
+if TYPE_CHECKING:
+    from pushwire.tracing.delivery import DeliveryTrace
 
 
 class Hub:
@@ -28,6 +32,7 @@ class Hub:
 
     def detach(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        session.end_watched()  # a poll's frames not drained: its hub.deliver spans end here
         for channel in list(session.subs):
             self.unsubscribe(session, channel)
         users = self._users.get(session.app_id)
@@ -58,12 +63,16 @@ class Hub:
     def has_subscribers(self, app_id: str, channel: str) -> bool:
         return (app_id, channel) in self._subscribers
 
-    def deliver(self, app_id: str, channel: str, offset: int, frame: str) -> int:
+    def deliver(self, app_id: str, channel: str, offset: int, frame: str, trace: DeliveryTrace | None = None) -> int:
+        """`trace` (sampled messages only) adds hub.deliver spans for the first few connections."""
         subs = self._subscribers.get((app_id, channel))
         if not subs:
             return 0
-        for session in tuple(subs):
-            session.offer(channel, offset, frame)
+        if trace is not None:
+            trace.offer_all(tuple(subs), channel, offset, frame)
+        else:
+            for session in tuple(subs):
+                session.offer(channel, offset, frame)
         self.delivered += len(subs)
         return len(subs)
 

@@ -2,12 +2,16 @@
 
 Records of one channel arrive in offset order (keyed by channel). A bounded map of the last
 offset seen per (app, channel, epoch) drops bus redeliveries before they reach the hub.
+Tracing and metrics touch only records that reach local subscribers (once per record, never
+per connection beyond the capped hub.deliver spans).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -15,7 +19,10 @@ import msgspec
 
 from pushwire.bus.base import Bus, BusRecord, PartitionLag, Subscription
 from pushwire.messaging.envelope import ENCODER, ENVELOPE_DECODER
+from pushwire.metrics import Metrics
 from pushwire.realtime.hub import Hub
+from pushwire.tracing.context import header, is_sampled
+from pushwire.tracing.delivery import RouteTracer
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +30,24 @@ SEEN_CHANNELS = 200_000
 
 
 class Router:
-    def __init__(self, bus: Bus, hub: Hub, topic_prefix: str, group: str) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        hub: Hub,
+        topic_prefix: str,
+        group: str,
+        metrics: Metrics | None = None,
+        tracer: RouteTracer | None = None,
+    ) -> None:
         self.bus = bus
         self.hub = hub
         self.pattern = re.escape(topic_prefix) + r"\..+"
         self.group = group
+        self.metrics = metrics or Metrics()
+        self.tracer = tracer
         self._seen: OrderedDict[tuple[str, str, str], int] = OrderedDict()
         self._subscription: Subscription | None = None
+        self._ts: tuple[str, float] = ("", 0.0)
         self.received = 0
         self.duplicates = 0
 
@@ -47,6 +65,7 @@ class Router:
         return self._subscription.lag() if self._subscription is not None else []
 
     async def handle(self, records: Sequence[BusRecord]) -> None:
+        received_ns = time.time_ns()
         for record in records:
             self.received += 1
             try:
@@ -65,4 +84,21 @@ class Router:
             if len(self._seen) > SEEN_CHANNELS:
                 self._seen.popitem(last=False)
             if self.hub.has_subscribers(envelope.app_id, m.channel):
-                self.hub.deliver(envelope.app_id, m.channel, m.offset, ENCODER.encode(m).decode())
+                frame = ENCODER.encode(m).decode()
+                traceparent = header(record.headers) if self.tracer is not None else None
+                if traceparent is not None and is_sampled(traceparent):
+                    assert self.tracer is not None
+                    n = self.tracer.deliver(self.hub, envelope, record, traceparent, frame, received_ns)
+                else:
+                    n = self.hub.deliver(envelope.app_id, m.channel, m.offset, frame)
+                if n > 0:
+                    self.metrics.message_out(envelope.app_id, n, time.time() - self._accepted_at(m.ts))
+
+    def _accepted_at(self, ts: str) -> float:
+        """Unix time of an RFC 3339 `ts`; a batch's messages share one, so the last parse is kept."""
+        if ts != self._ts[0]:
+            try:
+                self._ts = (ts, dt.datetime.fromisoformat(ts).timestamp())
+            except ValueError:
+                self._ts = (ts, time.time())
+        return self._ts[1]

@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from opentelemetry.trace import Span, Status, StatusCode
+
 from pushwire.realtime.protocol import Close
 from pushwire.realtime.tokens import ClientIdentity
 
@@ -65,6 +67,10 @@ class Session:
         # Called as on_gap(session, channel, last_delivered, missing_upto); set by Connections.
         self.on_gap: Callable[[Session, str, int, int], None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        # hub.deliver spans (a few per traced message) waiting for their frame to be sent:
+        # (frames sent once it is out, span). Checked once per written batch, not per frame.
+        self._watched: list[tuple[int, Span]] = []
+        self._inflight = 0  # frames of the batch being written
 
     @property
     def app_id(self) -> str:
@@ -116,6 +122,31 @@ class Session:
             sub.last = offset
             self.enqueue(frame)
 
+    # -- traced deliveries ----------------------------------------------------
+    def pending_frames(self) -> int:
+        return len(self._queue)
+
+    def watch(self, span: Span) -> None:
+        """End `span` once the frame just queued (the last one) has been sent."""
+        self._watched.append((self.delivered + self._inflight + len(self._queue), span))
+
+    def _sent(self) -> None:
+        still = []
+        for marker, span in self._watched:
+            if marker <= self.delivered:
+                span.end()
+            else:
+                still.append((marker, span))
+        self._watched = still
+
+    def end_watched(self, reason: str | None = None) -> None:
+        """The queue was dropped or the session ended: unsent frames' spans end (ERROR with a reason)."""
+        watched, self._watched = self._watched, []
+        for _, span in watched:
+            if reason is not None:
+                span.set_status(Status(StatusCode.ERROR, reason))
+            span.end()
+
     # -- polling transports (no writer task: the request handler drains) ------
     def drain(self, limit: int) -> list[str]:
         out = []
@@ -125,6 +156,9 @@ class Session:
             out.append(frame)
         if not self._queue:
             self._wake.clear()
+        self.delivered += len(out)
+        if self._watched:
+            self._sent()
         return out
 
     def drain_ready(self) -> bool:
@@ -159,6 +193,8 @@ class Session:
         self.closing = (code, reason)
         self._queue.clear()
         self._queued = 0
+        if self._watched:
+            self.end_watched(f"connection closed ({code}): {reason}")
         self._wake.set()  # a long-poll waiting for frames returns at once (shutdown)
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
@@ -177,12 +213,17 @@ class Session:
                     batch = list(self._queue)
                     self._queue.clear()
                     self._queued = 0
+                    self._inflight = len(batch)
                     await self.transport.send_frames(batch)
+                    self._inflight = 0
                     self.delivered += len(batch)
                     self.last_sent = time.monotonic()
+                    if self._watched:
+                        self._sent()
         except (OSError, RuntimeError, ConnectionError) as exc:
             log.debug("session %s writer ended: %s", self.id, exc)
             self.closing = self.closing or (Close.NORMAL, "transport closed")
+            self.end_watched(f"transport closed: {exc}")
             self.closed.set()
 
     async def _close(self, code: int, reason: str) -> None:
@@ -202,4 +243,6 @@ class Session:
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
+        if self._watched:
+            self.end_watched("disconnected before the frame was sent")
         self.closed.set()

@@ -394,3 +394,36 @@ async def test_memory_refreshing_a_ttl_keeps_bookkeeping_bounded() -> None:
     for _ in range(10_000):
         await cache.list_push_capped("hot", [b"v"], max_len=5, ttl=60)
     assert len(cache._deadlines) <= 2 * len(cache) + 1024
+
+
+# -- batched forms (the span store's flushes and the console's reads) -----------------------
+
+
+async def test_list_push_capped_many_caps_each_list_and_sets_ttls(cache: AnyCache) -> None:
+    from pushwire.cache.base import ListPush
+
+    await cache.list_push_capped_many([
+        ListPush("a", [b"1", b"2", b"3"], max_len=2, ttl=0.2),
+        ListPush("b", [b"x"], max_len=5),
+        ListPush("a", [b"4"], max_len=2, ttl=0.2),  # same key twice: applied in order
+    ])
+    await cache.list_push_capped_many([])
+    assert await cache.list_range_many(["a", "b", "missing"], 0, -1) == [[b"4", b"3"], [b"x"], []]
+    await asyncio.sleep(0.35)
+    assert await cache.list_range_many(["a", "b"], 0, -1) == [[], [b"x"]]
+    assert await cache.list_range_many([], 0, -1) == []
+    with pytest.raises(ValueError):
+        await cache.list_push_capped_many([ListPush("c", [b"1"], max_len=0)])
+    assert await cache.list_length("c") == 0
+
+
+async def test_set_many_and_get_many(cache: AnyCache) -> None:
+    await cache.set_many({"k1": b"v1", "k2": b"\x00v2"}, ttl=0.2)
+    await cache.set_many({"k3": b"v3"})
+    await cache.set_many({})
+    assert await cache.get_many(["k1", "nope", "k2", "k3"]) == [b"v1", None, b"\x00v2", b"v3"]
+    assert await cache.get_many([]) == []
+    await asyncio.sleep(0.35)
+    assert await cache.get_many(["k1", "k2", "k3"]) == [None, None, b"v3"]
+    with pytest.raises(ValueError):
+        await cache.set_many({"k4": b"v"}, ttl=0)

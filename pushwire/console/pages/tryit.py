@@ -15,6 +15,8 @@ from pushwire.console.pages.common import Form, audit, page_or_fragment
 from pushwire.names import is_user_id
 from pushwire.runtime import Runtime
 from pushwire.tenants.service import Invalid
+from pushwire.tracing.provider import forced_context
+from pushwire.tracing.spans import downstream_traceparent, push_span
 
 
 @post("/apps/{app_id:str}/try/token", status_code=200)
@@ -61,8 +63,12 @@ async def try_push(
         body = PushBody(event=event, data=raw, users=targets)
     else:
         raise Invalid("push to a user or a channel")
-    req = to_request(body, app, None)  # the push API's own rules: names, event, payload size
-    result = await runtime.publisher.publish(app.tenant_id, app_id, req)
+    # Always traced, whatever the sample ratio, so the result can link to its waterfall.
+    with push_span(runtime.tracing.tracer, "/console/apps/{app_id}/try/push", None, forced_context()) as span:
+        span.set_attributes({"app_id": app_id, "tenant_id": app.tenant_id, "instance_id": runtime.settings.instance_id})
+        req = to_request(body, app, downstream_traceparent(span))  # the push API's own rules
+        result = await runtime.publisher.publish(app.tenant_id, app_id, req)
+        span.set_attribute("message_id", result.id)
     runtime.notify_published()
     await audit(runtime).record(session.email, "push.test", tenant_id=app.tenant_id, app_id=app_id, target=result.id,
                                 details={kind + "s": targets, "event": event})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -71,10 +72,12 @@ async def ack(request: Request[Any, Any, Any], runtime: Runtime) -> AckResult:
     state = (await runtime.connections.recovery.state(identity.app_id, [body.channel]))[body.channel]
     if not 0 <= body.offset <= state.top:
         raise ApiError(422, "invalid_request", f"offset must be within 0..{state.top}", [{"field": "$.offset", "message": "out of range"}])
+    start_ns = time.time_ns()
     stored = await runtime.connections.acks.advance(identity.app_id, identity.user_id, body.channel, body.offset)
     frame = p.encode(p.Read(channel=body.channel, offset=stored))
     for session in runtime.hub.user_sessions(identity.app_id, identity.user_id):
         session.enqueue(frame)
+    await runtime.tracing.acks.ack(identity.app_id, identity.user_id, body.channel, body.offset, stored, start_ns, "http")
     return AckResult(channel=body.channel, offset=stored)
 
 

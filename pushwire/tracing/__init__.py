@@ -1,0 +1,1 @@
+"""OpenTelemetry tracing of every message: per-Runtime provider, shared span store, console views."""
