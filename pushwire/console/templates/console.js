@@ -26,8 +26,9 @@
     }
   });
   document.addEventListener("htmx:beforeRequest", function (event) {
-    // A new action clears the last error; the presence poll does not (someone may be reading it).
+    // A new action clears the last error; the live polls (id ending in "-live") do not: someone may be reading it.
     var area = document.getElementById("console-error");
-    if (area && event.detail.elt && event.detail.elt.id !== "presence-live") area.innerHTML = "";
+    var id = event.detail.elt ? event.detail.elt.id || "" : "";
+    if (area && event.detail.elt && !/-live$/.test(id)) area.innerHTML = "";
   });
 })();
