@@ -20,6 +20,7 @@ from pushwire.messaging.history import History
 from pushwire.messaging.hot_history import HotHistory
 from pushwire.messaging.publish import Publisher
 from pushwire.messaging.relay import OutboxRelay
+from pushwire.messaging.retention import RetentionSweeper
 from pushwire.metrics import Metrics
 from pushwire.presence.store import PresenceStore
 from pushwire.realtime.acks import AckStore
@@ -64,6 +65,8 @@ class Runtime:
     config: LiveConfig
     # This instance's TracerProvider (never the global one), span store and ack tracer.
     tracing: Tracing
+    # Deletes messages past their app's retention (one instance at a time, under a registry lock).
+    retention: RetentionSweeper
     # Set after each commit of new messages, so the outbox relay wakes without polling delay.
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # Counters for /metrics and the queue-depth page; hooks in the push API, router and error handlers.
@@ -112,6 +115,7 @@ class Runtime:
             router=Router(backends.bus, hub, settings.kafka_topic_prefix, group=f"router-{settings.instance_id}",
                           metrics=metrics, tracer=RouteTracer(tracer, tracing.acks, settings.instance_id)),
             tracing=tracing,
+            retention=RetentionSweeper(db, backends.registry),
             outbox_wakeup=wakeup,
             metrics=metrics,
         )
@@ -139,6 +143,7 @@ class Runtime:
         self._watches.append(await self.backends.registry.watch_prefix("instances/", self._instance_event))
         await self.relay.start()
         await self.router.start()
+        await self.retention.start()
         self._tasks.append(asyncio.create_task(self._liveness(), name="liveness"))
 
     async def stop(self) -> None:
@@ -157,6 +162,7 @@ class Runtime:
                 while self.hub.sessions:
                     await asyncio.sleep(0.05)
         try:
+            await self.retention.stop()
             await self.router.stop()
             await self.relay.stop()
             await self.presence.remove_instance(self.settings.instance_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import msgspec
@@ -61,3 +62,31 @@ async def test_sweep_removes_only_what_retention_allows(database: Database) -> N
     assert page.top == 10
     # A second sweep finds nothing more.
     assert await RetentionSweeper(database, LocalRegistry()).sweep() == type(result)(messages=0, idempotency_keys=0)
+
+
+async def test_the_running_sweeper_takes_the_lock_and_sweeps(database: Database) -> None:
+    tenancy = TenancyService(database, SecretBox(SECRET))
+    tenant = await tenancy.create_tenant(unique("t-"))
+    app = await tenancy.create_app(tenant.tenant_id, "short", None, AppLimits(retention_days=1))
+    publisher = Publisher(database, EpochSeed(SECRET))
+    for i in range(3):
+        await publisher.publish(tenant.tenant_id, app.app_id, PublishRequest(
+            channels=("room.a",), event="e", data=msgspec.Raw(str(i).encode())))
+    await _age(database, app.app_id, 3, first=1, last=3)
+    registry = LocalRegistry()
+    held = registry.lock("retention-sweep", 60)
+    assert await held.acquire(timeout=0)  # another instance is sweeping: this one must not
+    sweeper = RetentionSweeper(database, registry, interval=0.05)
+    await sweeper.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert sweeper.last is None
+        await held.release()
+        async with asyncio.timeout(5):
+            while sweeper.last is None:
+                await asyncio.sleep(0.05)
+    finally:
+        await sweeper.stop()
+    async with database.session() as s:
+        left = await s.scalar(sa.select(sa.func.count()).select_from(Message).where(Message.app_id == app.app_id))
+    assert left == 0
