@@ -112,3 +112,35 @@ async def test_viewer_sees_no_forms_and_is_refused_a_change(live: LiveServer, pa
     assert status == 403
     keys = await live.runtime.tenancy.list_server_keys(live.app_id, None)
     assert all(k.label != "evil" for k in keys)
+
+
+async def test_test_push_from_the_console_and_its_trace_waterfall(live: LiveServer, page: Page) -> None:
+    await sign_in(page, live)
+    user = unique("traced-")
+    async with websockets.connect(live.ws_url(live.token(user))) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        await page.goto(f"{live.http}/console/apps/{live.app_id}")
+        form = page.locator("#try-it form[hx-post$='/try/push']")
+        await form.locator("input[name=target]").fill(user)
+        await form.locator("button[type=submit]").click()
+        result = page.locator("#try-push-result")
+        await expect(result).to_contain_text("stored")
+        message_id = (await result.locator("strong.mono").inner_text()).strip()
+        # The connected client gets it, and acknowledges it (the ack closes the trace).
+        async with asyncio.timeout(10):
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame["type"] == "ping":
+                    await ws.send('{"type": "pong"}')
+                elif frame["type"] == "message":
+                    break
+        assert frame["id"] == message_id and frame["event"] == "console.test"
+        await ws.send(json.dumps({"type": "ack", "channel": frame["channel"], "offset": frame["offset"]}))
+        await asyncio.sleep(0.5)  # the span store flushes every 200 ms
+        await result.get_by_role("link", name="Trace of this message").click()
+        await expect(page.locator("h1")).to_contain_text(message_id)
+        waterfall = page.locator("table.waterfall")
+        for name in ("push", "db.commit", "outbox.relay", "router", "hub.deliver", "client.ack"):
+            await expect(waterfall.locator("summary", has_text=name).first).to_be_visible(timeout=10_000)
+        await expect(waterfall.locator("svg rect").first).to_be_attached()
+        await expect(waterfall).to_contain_text(user)
