@@ -1,4 +1,4 @@
-"""The audit log: who changed which app or key, written after each change; read in the caller's scope."""
+"""The audit log: who changed which app or key, or replayed what, written after each change; read in scope."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class AuditLog:
             await s.commit()
 
     async def entries(
-        self, tenant_id: str | None, *, app_id: str | None = None, limit: int = 200
+        self, tenant_id: str | None, *, app_id: str | None = None, action: str | None = None, limit: int = 200
     ) -> list[AuditView]:
         """Newest first. `tenant_id` is the caller's scope: None (operators) sees every tenant."""
         q = sa.select(AuditEntry).order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc()).limit(limit)
@@ -52,6 +52,8 @@ class AuditLog:
             q = q.where(AuditEntry.tenant_id == tenant_id)
         if app_id:
             q = q.where(AuditEntry.app_id == app_id)
+        if action:
+            q = q.where(AuditEntry.action == action)
         async with self.db.session() as s:
             rows = (await s.scalars(q)).all()
         return [
