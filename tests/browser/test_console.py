@@ -144,3 +144,35 @@ async def test_test_push_from_the_console_and_its_trace_waterfall(live: LiveServ
             await expect(waterfall.locator("summary", has_text=name).first).to_be_visible(timeout=10_000)
         await expect(waterfall.locator("svg rect").first).to_be_attached()
         await expect(waterfall).to_contain_text(user)
+
+
+async def _next_message(ws: websockets.ClientConnection) -> dict[str, object]:
+    async with asyncio.timeout(10):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame["type"] == "ping":
+                await ws.send('{"type": "pong"}')
+            elif frame["type"] == "message":
+                return frame  # type: ignore[no-any-return]
+
+
+async def test_replay_a_message_from_the_console_and_the_client_receives_it(live: LiveServer, page: Page) -> None:
+    await sign_in(page, live)
+    user = unique("reader-")
+    async with live.pusher() as pusher:
+        original = await pusher.push(users=[user], event="invoice.paid", data={"invoice": "INV-7", "amount": 12.5})
+    async with websockets.connect(live.ws_url(live.token(user))) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        first = await _next_message(ws)  # the unread message is replayed on connect
+        assert first["id"] == original["id"]
+        await page.goto(f"{live.http}/console/apps/{live.app_id}/messages?user={user}")
+        await page.get_by_role("link", name=original["id"]).first.click()
+        await expect(page.locator("h1")).to_contain_text(original["id"])
+        await page.get_by_role("button", name="Replay").click()
+        result = page.locator("#replay-result")
+        await expect(result).to_contain_text("Replayed 1 delivery")
+        replayed = await _next_message(ws)
+    assert replayed["id"] != original["id"]
+    assert replayed["channel"] == first["channel"] and replayed["offset"] == first["offset"] + 1  # type: ignore[operator]
+    assert replayed["event"] == "invoice.paid" and replayed["data"] == {"invoice": "INV-7", "amount": 12.5}
+    await expect(result).to_contain_text(str(replayed["id"]))
