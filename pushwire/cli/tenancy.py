@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 import jwt
 
-from pushwire.cli.common import Services, emit, json_option, run_async, settings_or_exit
+from pushwire.cli.common import Services, emit, json_option, record, run_async, settings_or_exit
 from pushwire.names import is_user_id
+from pushwire.tenants.views import AppCreated, ClientKeySecret, KeySecret, ServerKeyView
 
 
 @click.group("tenant", help="Create and list tenants.")
@@ -20,8 +21,12 @@ def tenant() -> None: ...
 @click.option("--name", required=True)
 @json_option
 def tenant_create(name: str, as_json: bool) -> None:
-    view = run_async(settings_or_exit(), lambda s: s.tenancy.create_tenant(name))
-    emit({"tenant_id": view.tenant_id}, as_json)
+    async def work(s: Services) -> str:
+        view = await s.tenancy.create_tenant(name)
+        await record(s, "tenant.create", tenant_id=view.tenant_id, target=view.tenant_id, details={"name": name})
+        return view.tenant_id
+
+    emit({"tenant_id": run_async(settings_or_exit(), work)}, as_json)
 
 
 @tenant.command("list")
@@ -40,8 +45,13 @@ def app() -> None: ...
 @click.option("--origin", "origins", multiple=True, help="Allowed WebSocket origin (repeat); none = any.")
 @json_option
 def app_create(tenant_id: str, name: str, origins: tuple[str, ...], as_json: bool) -> None:
-    created = run_async(settings_or_exit(), lambda s: s.tenancy.create_app(tenant_id, name, list(origins)))
-    emit(created, as_json)
+    async def work(s: Services) -> AppCreated:
+        created = await s.tenancy.create_app(tenant_id, name, list(origins))
+        await record(s, "app.create", tenant_id=tenant_id, app_id=created.app_id, target=created.app_id,
+                     details={"name": name, "origins": list(origins)})
+        return created
+
+    emit(run_async(settings_or_exit(), work), as_json)
 
 
 @app.command("list")
@@ -65,18 +75,25 @@ def key() -> None: ...
 def key_create(
     app_id: str, scopes: tuple[str, ...], allow_ips: tuple[str, ...], label: str, operator: bool, as_json: bool
 ) -> None:
-    secret = run_async(
-        settings_or_exit(),
-        lambda s: s.tenancy.create_server_key(app_id, None, list(scopes), list(allow_ips), label, operator),
-    )
-    emit(secret, as_json)
+    async def work(s: Services) -> KeySecret:
+        secret = await s.tenancy.create_server_key(app_id, None, list(scopes), list(allow_ips), label, operator)
+        await record(s, "server_key.create", app_id=app_id, target=secret.key_id,
+                     details={"scopes": list(scopes), "allow_ips": list(allow_ips), "operator": operator})
+        return secret
+
+    emit(run_async(settings_or_exit(), work), as_json)
 
 
 @key.command("revoke")
 @click.argument("key_id")
 @json_option
 def key_revoke(key_id: str, as_json: bool) -> None:
-    view = run_async(settings_or_exit(), lambda s: s.tenancy.revoke_server_key(key_id, None))
+    async def work(s: Services) -> ServerKeyView:
+        view = await s.tenancy.revoke_server_key(key_id, None)
+        await record(s, "server_key.revoke", app_id=view.app_id, target=key_id)
+        return view
+
+    view = run_async(settings_or_exit(), work)
     emit({"key_id": view.key_id, "revoked_at": view.revoked_at}, as_json)
 
 
@@ -100,7 +117,12 @@ def client_key_create(app_id: str, hs256: bool, public_key: Path | None, as_json
     if hs256 == (public_key is not None):
         raise click.UsageError("give exactly one of --hs256 or --public-key FILE.pem")
     pem = public_key.read_text() if public_key else None
-    emit(run_async(settings_or_exit(), lambda s: s.tenancy.create_client_key(app_id, None, pem)), as_json)
+    async def work(s: Services) -> ClientKeySecret:
+        created = await s.tenancy.create_client_key(app_id, None, pem)
+        await record(s, "client_key.create", app_id=app_id, target=created.kid, details={"alg": "RS/ES (public key)" if pem else "HS256"})
+        return created
+
+    emit(run_async(settings_or_exit(), work), as_json)
 
 
 @client_key.command("list")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,16 @@ def test_full_tenant_flow(env: dict[str, str]) -> None:
     user = js(env, "console-user", "create", "--email", "Ops@Example.com", "--role", "operator", "--password-stdin",
               stdin="correct horse battery\n")
     assert user["email"] == "ops@example.com"
+
+    # Every change made from the command line is in the audit log, by a `cli:` actor.
+    db = env["PUSHWIRE_DATABASE_URL"].removeprefix("sqlite+aiosqlite:///")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT actor, action, target FROM audit_log ORDER BY id").fetchall()
+    assert [(a, t) for _, a, t in rows] == [
+        ("tenant.create", tenant_id), ("app.create", app_id), ("server_key.create", key["key_id"]),
+        ("server_key.revoke", key["key_id"]), ("client_key.create", ck["kid"]),
+    ]
+    assert all(actor.startswith("cli:") for actor, _, _ in rows)
 
 
 def test_console_user_needs_stdin_password_and_tenant(env: dict[str, str]) -> None:
