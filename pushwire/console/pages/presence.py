@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Request, Response, get
 
 from pushwire.console.auth import ConsoleSession
@@ -17,6 +18,9 @@ async def _live(runtime: Runtime, session: ConsoleSession, app_id: str, q: str) 
     app = await runtime.tenancy.get_app(app_id, session.scope)  # NotFound outside the user's tenant
     users = await runtime.presence.online_users(app_id, limit=LIMIT, search=q.strip()[:128])
     instances = sorted(await runtime.backends.registry.instances(), key=lambda i: i.id)
+    # The registry entry is refreshed every few seconds; this instance's own count is exact now.
+    here = runtime.settings.instance_id
+    instances = [msgspec.structs.replace(i, connections=runtime.hub.count()) if i.id == here else i for i in instances]
     return {"app": app, "users": users, "instances": instances, "q": q, "limit": LIMIT,
             "connections": sum(len(u.routes) for u in users)}
 
