@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HTMX := static/vendor/htmx.min.js
 export PUSHWIRE_DATABASE_URL ?= sqlite+aiosqlite:///./pushwire.db
 
-.PHONY: run test install services browser migrate demo bench clean
+.PHONY: run test install services browser migrate demo bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -45,6 +45,10 @@ test: install services browser
 
 bench: install services
 	$(BIN)/python -m bench
+
+# Console pictures for the README (docs/img/), taken from a live single-node server.
+screenshots: install browser
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor pushwire.db pushwire.secret
