@@ -8,6 +8,7 @@ only the messages actually returned.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
@@ -73,8 +74,10 @@ class Poller:
         return out
 
     async def poll(
-        self, identity: ClientIdentity, rooms: list[str], cursor_text: str | None, timeout: float, kind: str
+        self, identity: ClientIdentity, rooms: list[str], cursor_text: str | None, timeout: float, kind: str,
+        hangup: Callable[[], Awaitable[None]] | None = None,
     ) -> PollResult:
+        """`hangup` returns when the client has gone: the wait ends then instead of at `timeout`."""
         cursor = None
         if cursor_text:
             try:
@@ -124,8 +127,8 @@ class Poller:
                     subscribed.append(p.Subscribed(channel=ch, epoch=state.epoch, offset=state.top, recovered=False, replayed=0))
                     session.finish_subscription(ch, state.top, [], None)
             if not session.drain_ready() and not subscribed and welcome is None:
-                await session.wait_for_frames(timeout)
-                await asyncio.sleep(0.005)  # let a burst arrive together
+                if await _wait_or_hangup(session.wait_for_frames(timeout), hangup):
+                    await asyncio.sleep(0.005)  # let a burst arrive together
             frames = session.drain(MAX_MESSAGES)
         finally:
             hub.detach(session)
@@ -158,3 +161,18 @@ class Poller:
 
     def _encode(self, session_id: str, identity: ClientIdentity, positions: dict[str, tuple[str, int]]) -> str:
         return self.codec.encode(Cursor(app=identity.app_id, user=identity.user_id, session=session_id, positions=dict(positions)))
+
+
+async def _wait_or_hangup(wait: Awaitable[object], hangup: Callable[[], Awaitable[None]] | None) -> bool:
+    """False when the client hung up first (nothing will read the answer; its cursor is unchanged)."""
+    if hangup is None:
+        await wait
+        return True
+    waiter, gone = asyncio.ensure_future(wait), asyncio.ensure_future(hangup())
+    try:
+        done, _ = await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiter, gone):
+            task.cancel()
+        await asyncio.gather(waiter, gone, return_exceptions=True)
+    return gone not in done

@@ -22,8 +22,7 @@ from tests.live import LiveServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-# The server holds a long-poll for its whole timeout even when the browser has gone (it does not
-# watch for the disconnect), and uvicorn's shutdown waits for it: keep polls short in tests.
+# Short polls keep these tests quick (the server lets go of a poll as soon as the browser hangs up).
 POLL_TIMEOUT = 2
 
 START = """

@@ -150,3 +150,20 @@ async def test_longpoll_presence_route(live: LiveServer) -> None:
         await http.get("/api/v1/longpoll", params={"timeout": "1"})
         p = await pw.presence("lp4")
         assert p["online"] and p["connections"][0]["transport"] == "longpoll"
+
+
+async def test_a_waiting_long_poll_ends_when_the_client_hangs_up(live: LiveServer) -> None:
+    token = live.token("lp-gone", ["room.*"])
+    async with httpx.AsyncClient(base_url=live.http, headers=_auth(token), timeout=40) as http:
+        first = (await http.get("/api/v1/longpoll", params={"timeout": "1"})).json()
+        before = live.runtime.hub.count()
+        poll = asyncio.create_task(http.get("/api/v1/longpoll", params=[("cursor", first["cursor"]), ("timeout", "30")]))
+        async with asyncio.timeout(5):
+            while live.runtime.hub.count() == before:  # the poll is waiting, attached to the hub
+                await asyncio.sleep(0.02)
+        poll.cancel()  # closes the connection
+        await asyncio.gather(poll, return_exceptions=True)
+    # The server lets go at once, not after the 30 s timeout.
+    async with asyncio.timeout(3):
+        while live.runtime.hub.count() != before:
+            await asyncio.sleep(0.02)

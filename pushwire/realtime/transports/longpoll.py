@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -41,6 +42,16 @@ async def client_identity(request: Request[Any, Any, Any], runtime: Runtime) -> 
     return identity
 
 
+def _hangup(request: Request[Any, Any, Any]) -> Callable[[], Awaitable[None]]:
+    """Returns when the client disconnects: a GET has no body, so the next ASGI message is the disconnect."""
+
+    async def wait() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    return wait
+
+
 @get("/api/v1/longpoll", tags=["client API"], summary="Long-poll: messages after the cursor, or wait up to `timeout` s")
 async def longpoll(
     request: Request[Any, Any, Any],
@@ -51,7 +62,7 @@ async def longpoll(
 ) -> PollBody:
     identity = await client_identity(request, runtime)
     rooms = runtime.poller.rooms(identity, channel or [])
-    result = await runtime.poller.poll(identity, rooms, cursor, float(timeout), "longpoll")
+    result = await runtime.poller.poll(identity, rooms, cursor, float(timeout), "longpoll", _hangup(request))
     return PollBody(
         messages=[msgspec.Raw(m.encode()) for m in result.messages],
         cursor=result.cursor,
