@@ -28,6 +28,7 @@ from pushwire.realtime.connections import Connections
 from pushwire.realtime.hub import Hub
 from pushwire.realtime.polling import Poller
 from pushwire.realtime.protocol import Close
+from pushwire.realtime.read_sync import ReadSync
 from pushwire.realtime.recovery import Recovery
 from pushwire.realtime.router import Router
 from pushwire.realtime.tokens import ClientTokenVerifier
@@ -65,6 +66,8 @@ class Runtime:
     config: LiveConfig
     # This instance's TracerProvider (never the global one), span store and ack tracer.
     tracing: Tracing
+    # Acks made here, told to the user's connections on the other instances.
+    read_sync: ReadSync
     # Deletes messages past their app's retention (one instance at a time, under a registry lock).
     retention: RetentionSweeper
     # Set after each commit of new messages, so the outbox relay wakes without polling delay.
@@ -89,6 +92,7 @@ class Runtime:
         hub = Hub()
         wakeup = asyncio.Event()
         metrics = Metrics()
+        read_sync = ReadSync(backends.bus, hub, settings.kafka_topic_prefix, settings.instance_id)
         tracing = Tracing(settings, cache)
         tracer = tracing.tracer
         connections = Connections(
@@ -115,6 +119,7 @@ class Runtime:
             router=Router(backends.bus, hub, settings.kafka_topic_prefix, group=f"router-{settings.instance_id}",
                           metrics=metrics, tracer=RouteTracer(tracer, tracing.acks, settings.instance_id)),
             tracing=tracing,
+            read_sync=read_sync,
             retention=RetentionSweeper(db, backends.registry),
             outbox_wakeup=wakeup,
             metrics=metrics,
@@ -142,6 +147,8 @@ class Runtime:
         await self.config.start()
         self._watches.append(await self.backends.registry.watch_prefix("instances/", self._instance_event))
         await self.relay.start()
+        self.router.read_sync = self.connections.read_sync = self.read_sync
+        await self.read_sync.start()
         await self.router.start()
         await self.retention.start()
         self._tasks.append(asyncio.create_task(self._liveness(), name="liveness"))
@@ -164,6 +171,7 @@ class Runtime:
         try:
             await self.retention.stop()
             await self.router.stop()
+            await self.read_sync.stop()
             await self.relay.stop()
             await self.presence.remove_instance(self.settings.instance_id)
             await self.backends.registry.deregister()

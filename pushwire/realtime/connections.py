@@ -22,6 +22,7 @@ from pushwire.presence.store import PresenceStore
 from pushwire.realtime import protocol as p
 from pushwire.realtime.acks import AckStore
 from pushwire.realtime.hub import Hub
+from pushwire.realtime.read_sync import ReadSync
 from pushwire.realtime.recovery import Recovery
 from pushwire.realtime.session import Session, Transport
 from pushwire.realtime.tokens import ClientIdentity
@@ -46,6 +47,8 @@ class Connections:
         ack_tracer: AckTracer | None = None,
     ) -> None:
         self.hub = hub
+        # Set by the runtime: tells the user's connections on other instances about acks.
+        self.read_sync: ReadSync | None = None
         self.recovery = recovery
         self.acks = acks
         self.presence = presence
@@ -192,6 +195,8 @@ class Connections:
         for other in self.hub.user_sessions(session.app_id, session.user_id):
             if other is not session:
                 other.enqueue(frame)
+        if self.read_sync is not None:
+            self.read_sync.notify(session.identity.tenant_id, session.app_id, session.user_id, channel, stored)
         if self.ack_tracer is not None:
             await self.ack_tracer.ack(session.app_id, session.user_id, channel, offset, stored, start_ns,
                                       session.transport.kind)

@@ -21,6 +21,8 @@ from pushwire.bus.base import Bus, BusRecord, PartitionLag, Subscription
 from pushwire.messaging.envelope import ENCODER, ENVELOPE_DECODER
 from pushwire.metrics import Metrics
 from pushwire.realtime.hub import Hub
+from pushwire.realtime.read_sync import KIND as READ_KIND
+from pushwire.realtime.read_sync import ReadSync
 from pushwire.tracing.context import header, is_sampled
 from pushwire.tracing.delivery import RouteTracer
 
@@ -47,6 +49,8 @@ class Router:
         self.tracer = tracer
         self._seen: OrderedDict[tuple[str, str, str], int] = OrderedDict()
         self._subscription: Subscription | None = None
+        # Set by the runtime: read notices (acks made on other instances) share the tenant topics.
+        self.read_sync: ReadSync | None = None
         self._ts: tuple[str, float] = ("", 0.0)
         self.received = 0
         self.duplicates = 0
@@ -68,6 +72,10 @@ class Router:
         received_ns = time.time_ns()
         for record in records:
             self.received += 1
+            if record.headers and record.headers[0] == READ_KIND:
+                if self.read_sync is not None:
+                    self.read_sync.deliver(record)
+                continue
             try:
                 envelope = ENVELOPE_DECODER.decode(record.value)
             except msgspec.DecodeError:

@@ -166,8 +166,9 @@ async def test_time_claims(world: World) -> None:
 async def test_lower_app_lifetime_applies(world: World) -> None:
     await world.svc.update_app(world.b.app_id, world.tenant_id, limits=AppLimits(max_token_lifetime=60))
     now = int(time.time())
-    assert await world.verifier.verify(world.hs(world.claims(world.b, exp=now + 60), world.b))
-    await refused(world.verifier, world.hs(world.claims(world.b, exp=now + 61), world.b), "lifetime")
+    # iat pinned: under load the clock may tick between `now` and claims(), shortening the lifetime.
+    assert await world.verifier.verify(world.hs(world.claims(world.b, iat=now, exp=now + 60), world.b))
+    await refused(world.verifier, world.hs(world.claims(world.b, iat=now, exp=now + 61), world.b), "lifetime")
 
 
 # -- refused: claims --------------------------------------------------------

@@ -88,6 +88,7 @@ async def ack(request: Request[Any, Any, Any], runtime: Runtime) -> AckResult:
     frame = p.encode(p.Read(channel=body.channel, offset=stored))
     for session in runtime.hub.user_sessions(identity.app_id, identity.user_id):
         session.enqueue(frame)
+    runtime.read_sync.notify(identity.tenant_id, identity.app_id, identity.user_id, body.channel, stored)
     await runtime.tracing.acks.ack(identity.app_id, identity.user_id, body.channel, body.offset, stored, start_ns, "http")
     return AckResult(channel=body.channel, offset=stored)
 
