@@ -1,100 +1,112 @@
-"""memory: server RSS idle and with N idle WebSocket connections → KiB per idle connection.
+"""memory: server RSS per idle WebSocket connection at 1,000 and 5,000 connections, compression off and on.
 
-The server is warmed first (20 connections opened and closed) so one-time costs — imports,
-caches, the first JWT check — are not charged to the connections. Each count is measured
-after a settle pause. KiB/conn = (RSS with N − warm idle RSS) / N; the marginal figure is
-between consecutive counts. Target: ≤ 16 KiB per idle connection.
+For each server (Pushwire single-node, python-socketio, bare websockets, bare picows — picows has
+no compression) and each compression setting: start it on CPU 0, warm it with 20 connections
+opened and closed, read its RSS (/proc/<pid>/status), open idle clients up to each count, settle
+`SETTLE` s, read RSS again. KiB/conn = (RSS − warm idle RSS) / connections. Clients use the
+`websockets` library (it can offer permessage-deflate; picows cannot) and complete each
+dialect's greeting, so every connection is fully established. Compression on is measured for
+Pushwire and the websockets limit only (`DEFLATE_SERVERS`). Target: Pushwire ≤ 16 KiB, off.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import contextlib
 from typing import Any
 
+from websockets.asyncio.client import ClientConnection, connect
+
 from bench import harness as h
+from bench import servers as S
 
 NAME = "memory"
 TARGET_KIB = 16.0
-SETTLE = 3.0
+SETTLE = 2.0
 WARM = 20
+DEFLATE_SERVERS = ("pushwire", "websockets")  # picows has no deflate; socketio's is left out to save time
 
 
-async def scenario(b: h.Backend, server: h.Server, app: h.BenchApp, args: argparse.Namespace,
-                   notes: h.Notes) -> dict[str, Any]:
-    stats = h.DeliveryStats()
-    pid = server.pid
-    await asyncio.sleep(1.0)
-    boot = h.rss_kib(pid)
-    warm = h.Fleet(args.ws_client, server.port, app, stats)
-    await warm.grow(WARM)
-    await warm.close()
+async def open_one(url: str, dialect: str, deflate: bool) -> ClientConnection:
+    ws = await connect(url, compression="deflate" if deflate else None, ping_interval=None, open_timeout=30,
+                       max_size=2**20)
+    if dialect == "socketio":
+        await asyncio.wait_for(ws.recv(), 10)  # 0{…}
+        await ws.send("40")
+        await asyncio.wait_for(ws.recv(), 10)  # 40{…}
+    elif dialect == "pushwire":
+        first = await asyncio.wait_for(ws.recv(), 10)
+        if '"welcome"' not in str(first):
+            raise ConnectionError(f"no welcome: {str(first)[:80]}")
+    return ws
+
+
+async def grow(conns: list[ClientConnection], url_for: Any, dialect: str, deflate: bool, total: int) -> None:
+    sem = asyncio.Semaphore(100)
+    failed: list[str] = []
+
+    async def one(i: int) -> None:
+        async with sem:
+            try:
+                conns.append(await open_one(url_for(i), dialect, deflate))
+            except Exception as exc:  # noqa: BLE001 - judged below
+                failed.append(f"{type(exc).__name__}: {exc}"[:100])
+
+    await asyncio.gather(*(one(i) for i in range(len(conns), total)))
+    if len(conns) < 0.99 * total:
+        raise RuntimeError(f"{dialect}: only {len(conns)} of {total} idle clients connected, e.g. {failed[:2]}")
+
+
+async def close_all(conns: list[ClientConnection]) -> None:
+    async def one(ws: ClientConnection) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), 5)
+
+    await asyncio.gather(*(one(ws) for ws in conns))
+    conns.clear()
+
+
+async def measure(pid: int, url_for: Any, dialect: str, deflate: bool, counts: list[int]) -> dict[str, Any]:
+    warm: list[ClientConnection] = []
+    await grow(warm, url_for, dialect, deflate, WARM)
+    await close_all(warm)
     await asyncio.sleep(SETTLE)
     idle = h.rss_kib(pid)
-    gen_idle = h.rss_kib(os.getpid())
-    fleet = h.Fleet(args.ws_client, server.port, app, h.DeliveryStats())
-    points: list[dict[str, Any]] = []
-    prev_n, prev_rss = 0, idle
+    conns: list[ClientConnection] = []
+    points = []
     try:
-        for n in sorted(args.clients):
-            print(f"[{NAME}] {b.name}: opening idle clients up to {n:,} ({args.ws_client}) …", flush=True)
-            took = await fleet.grow(n)
+        for n in sorted(counts):
+            await grow(conns, url_for, dialect, deflate, n)
             await asyncio.sleep(SETTLE)
             rss = h.rss_kib(pid)
-            opened = len(fleet)
-            points.append({
-                "clients": opened,
-                "server_rss_kib": rss,
-                "delta_kib": rss - idle,
-                "kib_per_connection": round((rss - idle) / opened, 2) if opened else None,
-                "marginal_kib_per_connection": round((rss - prev_rss) / (opened - prev_n), 2) if opened > prev_n else None,
-                "generator_rss_kib": h.rss_kib(os.getpid()),
-                "generator_kib_per_connection": round((h.rss_kib(os.getpid()) - gen_idle) / opened, 2) if opened else None,
-                "connect_seconds": round(took, 2),
-                "failures": dict(fleet.failed),
-            })
-            if fleet.failed:
-                notes.add(f"{b.name}/{n}: {sum(fleet.failed.values())} clients failed to open: {dict(fleet.failed)}")
-            prev_n, prev_rss = opened, rss
+            points.append({"clients": len(conns), "server_rss_kib": rss,
+                           "kib_per_connection": round((rss - idle) / len(conns), 2)})
+            print(f"  {dialect:<9} deflate={'on ' if deflate else 'off'} {len(conns):>6,} idle → RSS {rss / 1024:7.1f} MiB "
+                  f"· {points[-1]['kib_per_connection']:6.2f} KiB/conn", flush=True)
     finally:
-        await fleet.close()
-    await asyncio.sleep(SETTLE)
-    after = h.rss_kib(pid)
-    if stats.closes or fleet.stats.closes:
-        closes = dict(stats.closes + fleet.stats.closes)
-        closes.pop("connection lost", None)  # our own closes at the end
-        if closes:
-            notes.add(f"{b.name}: connections closed by the server: {closes}")
-    return {"backend": b.name, "label": b.label, "ws_client": args.ws_client, "server_rss_kib_boot": boot,
-            "server_rss_kib_idle_warm": idle, "points": points, "server_rss_kib_after_close": after}
+        await close_all(conns)
+    return {"server_rss_kib_idle_warm": idle, "points": points}
 
 
 def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
-    backends = args.backends or ["sqlite"]
-    result: dict[str, Any] = {"settings": {"clients": args.clients, "ws_client": args.ws_client, "settle_s": SETTLE,
-                                           "warm_connections": WARM},
-                              "target_kib_per_connection": TARGET_KIB, "runs": []}
-    rows = []
-    for name in backends:
-        print(f"\n[{NAME}] {name}: setting up …", flush=True)
-        with h.backend(name) as b:
-            app = h.create_bench_app(b)
-            with h.Server(b) as server:
-                res = h.run_async(scenario(b, server, app, args, notes))
-                errors = server.log_errors()
-                if errors:
-                    res["server_log_errors"] = errors
-                    notes.add(f"{name}: server logged errors, e.g. {errors[0][:160]}")
-        result["runs"].append(res)
-        rows.append([b.label, 0, round(res["server_rss_kib_idle_warm"] / 1024, 1), None, None, None, None])
-        for p in res["points"]:
-            rows.append([b.label, p["clients"], round(p["server_rss_kib"] / 1024, 1), round(p["delta_kib"] / 1024, 1),
-                         p["kib_per_connection"], p["marginal_kib_per_connection"],
-                         (p["kib_per_connection"] or 0) <= TARGET_KIB])
-        rows.append([b.label + " (all closed)", 0, round(res["server_rss_kib_after_close"] / 1024, 1), None, None, None,
-                     None])
-    h.print_table(f"memory — server RSS with idle WebSocket connections (client {args.ws_client}); target ≤ "
-                  f"{TARGET_KIB:.0f} KiB/conn",
-                  ["backend", "clients", "RSS MiB", "Δ MiB", "KiB/conn", "marginal KiB/conn", "met"], rows)
-    return result
+    runs = []
+    for name in args.servers:
+        for deflate in (False, True):
+            if deflate and name not in DEFLATE_SERVERS:
+                continue
+            print(f"\n[{NAME}] {S.LABELS[name]} compression {'on' if deflate else 'off'}", flush=True)
+            if name == "pushwire":
+                with h.backend("sqlite") as b:
+                    app = h.create_bench_app(b)
+                    with (S.pushwire_deflate(b) if deflate else h.Server(b)) as srv:
+                        base = f"ws://127.0.0.1:{srv.port}/api/v1/ws?token="
+                        res = h.run_async(measure(srv.pid, lambda i: base + app.token(f"m{i}"), "pushwire", deflate,
+                                                  args.clients))
+            else:
+                with S.peer(name, deflate) as proc:
+                    res = h.run_async(measure(proc.pid, lambda i, p=proc.port: S.peer_url(name, p), S.dialect(name),
+                                              deflate, args.clients))
+            runs.append({"server": name, "compression": deflate, **res})
+    return {"settings": {"clients": args.clients, "settle_s": SETTLE, "warm_connections": WARM},
+            "target_kib_per_connection": TARGET_KIB, "runs": runs}

@@ -135,6 +135,8 @@ def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
                     res = h.run_async(drive(server, app, path=path, bodies=bodies, per_request=per,
                                             duration=args.duration, concurrency=conc, client=args.client,
                                             profile_out=prof_out))
+                    if res["accepted_messages"] == 0:
+                        raise RuntimeError(f"push_api {name}/{mode}: the server accepted nothing (errors {res['errors']})")
                     res["target"] = target
                     res["meets_target"] = res["messages_per_s"] >= target
                     run_out[mode] = res
