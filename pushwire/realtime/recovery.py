@@ -15,6 +15,9 @@ from pushwire.messaging.history import ChannelState, History
 from pushwire.messaging.hot_history import HotHistory
 
 DB_PAGE = 1000
+# Most messages one subscribe replays; further behind is `recovered: false` (read the history API).
+# Bounds the memory a reconnect herd can pin: 10,000 × ~300 B ≈ 3 MB per client at worst.
+MAX_REPLAY = 10_000
 
 
 class Replay(msgspec.Struct, frozen=True):
@@ -39,6 +42,8 @@ class Recovery:
             return Replay(epoch=state.epoch, top=state.top, recovered=False, messages=[], source="none")
         if after == state.top:
             return Replay(epoch=state.epoch, top=state.top, recovered=True, messages=[], source="none")
+        if state.top - after > MAX_REPLAY:
+            return Replay(epoch=state.epoch, top=state.top, recovered=False, messages=[], source="none")
         try:
             cached = await self.hot.range(app_id, channel, after, state.top)
         except BackendUnavailable:

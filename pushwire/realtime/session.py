@@ -56,6 +56,9 @@ class Session:
         self._queue: deque[str] = deque()
         self._queued = 0
         self._limit = queue_bytes
+        # Bytes of replay the client asked for (subscribe with `since`, unread): allowed on top of
+        # the limit until the queue next empties, so a long catch-up is not mistaken for a slow reader.
+        self._credit = 0
         self._wake = asyncio.Event()
         self.closing: tuple[int, str] | None = None
         self.closed = asyncio.Event()
@@ -96,6 +99,7 @@ class Session:
         sub.last = position
         if head is not None:
             self.enqueue(head)
+        self._credit += sum(map(len, replay))
         for frame in replay:
             self.enqueue(frame)
         for offset, frame in buffered:
@@ -156,6 +160,7 @@ class Session:
             out.append(frame)
         if not self._queue:
             self._wake.clear()
+            self._credit = 0
         self.delivered += len(out)
         if self._watched:
             self._sent()
@@ -180,7 +185,7 @@ class Session:
             return
         self._queue.append(frame)
         self._queued += len(frame)
-        if self._queued > self._limit:
+        if self._queued > self._limit + self._credit:
             self.close_soon(Close.SLOW_CONSUMER, "send buffer full")
             return
         self._wake.set()
@@ -212,7 +217,7 @@ class Session:
                 while self._queue and self.closing is None:
                     batch = list(self._queue)
                     self._queue.clear()
-                    self._queued = 0
+                    self._queued = self._credit = 0
                     self._inflight = len(batch)
                     await self.transport.send_frames(batch)
                     self._inflight = 0
