@@ -19,6 +19,7 @@ from pushwire.messaging.epochs import EpochSeed
 from pushwire.messaging.history import History
 from pushwire.messaging.hot_history import HotHistory
 from pushwire.messaging.publish import Publisher
+from pushwire.messaging.group_commit import GroupCommit
 from pushwire.messaging.relay import OutboxRelay
 from pushwire.messaging.retention import RetentionSweeper
 from pushwire.metrics import Metrics
@@ -55,6 +56,8 @@ class Runtime:
     box: SecretBox
     auth: ServerAuthenticator
     publisher: Publisher
+    # The push API's single pushes: concurrent ones of an app share a transaction.
+    group_commit: GroupCommit
     history: History
     presence: PresenceStore
     tokens: ClientTokenVerifier
@@ -95,6 +98,7 @@ class Runtime:
         read_sync = ReadSync(backends.bus, hub, settings.kafka_topic_prefix, settings.instance_id)
         tracing = Tracing(settings, cache)
         tracer = tracing.tracer
+        publisher = Publisher(db, epochs, tracer, tracing.store)
         connections = Connections(
             hub, Recovery(history, hot), AckStore(db, cache), presence, settings.instance_id, settings.heartbeat,
             ack_tracer=tracing.acks,
@@ -106,7 +110,8 @@ class Runtime:
             accounts=AccountService(db),
             box=box,
             auth=ServerAuthenticator(db, box, cache, settings.trusted_networks),
-            publisher=Publisher(db, epochs, tracer, tracing.store),
+            publisher=publisher,
+            group_commit=GroupCommit(publisher),
             history=history,
             presence=presence,
             tokens=ClientTokenVerifier(db, box),

@@ -44,7 +44,7 @@ async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[Pu
         _check_enabled(runtime)
         await runtime.auth.take_push_tokens(caller)
         req = parse_push(body, caller.app, downstream_traceparent(span))
-        result = await runtime.publisher.publish(caller.app.tenant_id, caller.app_id, req)
+        result = await runtime.group_commit.publish(caller.app.tenant_id, caller.app_id, req)
         runtime.notify_published()
         if not result.duplicate:
             runtime.metrics.message_in(caller.app_id, 1)
