@@ -64,6 +64,23 @@ class LiveServer:
         return await self.runtime.tenancy.create_app(self.tenant_id, unique("app"), origins, AppLimits(**limits))
 
 
+async def backend_env(request: Any, tmp_path: Any, **extra: str) -> dict[str, str]:
+    """Settings for a fixture parametrised over "single" (a migrated SQLite file + memory backends)
+    and "mariadb+redis" (the session's MariaDB database and the tests' Redis database)."""
+    from pushwire.storage.migrate import upgrade  # noqa: PLC0415 - only fixtures need it
+    from tests.services import REDIS_URL  # noqa: PLC0415
+
+    env = {"PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789", **extra}
+    if request.param == "single":
+        url = f"sqlite+aiosqlite:///{tmp_path}/live.db"
+        await asyncio.to_thread(upgrade, url)
+        env["PUSHWIRE_DATABASE_URL"] = url
+    else:
+        env["PUSHWIRE_DATABASE_URL"] = request.getfixturevalue("mysql_url")
+        env["PUSHWIRE_CACHE_URL"] = REDIS_URL
+    return env
+
+
 @contextlib.asynccontextmanager
 async def live_server(env: dict[str, str]) -> AsyncIterator[LiveServer]:
     app = create_app(load_settings(env))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +14,9 @@ from pushwire.app import create_app
 from pushwire.runtime import Runtime
 from pushwire.sdk import AsyncServerClient
 from pushwire.settings import load_settings
-from pushwire.storage.migrate import upgrade
 from pushwire.tenants.views import AppCreated
-from tests.services import REDIS_URL, unique
+from tests.live import backend_env
+from tests.services import unique
 
 
 @dataclass
@@ -48,14 +47,7 @@ class Stack:
 
 @pytest.fixture(params=["single", "mariadb+redis"])
 async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
-    env = {"PUSHWIRE_TRUSTED_PROXIES": "10.9.0.0/16", "PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789"}
-    if request.param == "single":
-        url = f"sqlite+aiosqlite:///{tmp_path}/api.db"
-        await asyncio.to_thread(upgrade, url)
-        env["PUSHWIRE_DATABASE_URL"] = url
-    else:
-        env["PUSHWIRE_DATABASE_URL"] = request.getfixturevalue("mysql_url")
-        env["PUSHWIRE_CACHE_URL"] = REDIS_URL
+    env = await backend_env(request, tmp_path, PUSHWIRE_TRUSTED_PROXIES="10.9.0.0/16")
     app = create_app(load_settings(env))
     runtime: Runtime = app.state.runtime
     # The runtime is started in the test's own loop (the lifespan would run it in the test

@@ -12,7 +12,6 @@ ping/pong is exercised within a test.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import http.server
 import shutil
@@ -25,9 +24,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
 
-from pushwire.storage.migrate import upgrade
-from tests.live import LiveServer, live_server
-from tests.services import REDIS_URL
+from tests.live import LiveServer, backend_env, live_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -48,14 +45,7 @@ window.pushwireLoaded = true;
 
 @pytest_asyncio.fixture(params=["single", "mariadb+redis"], loop_scope="session")
 async def live(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    env = {"PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789", "PUSHWIRE_HEARTBEAT": str(HEARTBEAT)}
-    if request.param == "single":
-        url = f"sqlite+aiosqlite:///{tmp_path}/live.db"
-        await asyncio.to_thread(upgrade, url)
-        env["PUSHWIRE_DATABASE_URL"] = url
-    else:
-        env["PUSHWIRE_DATABASE_URL"] = request.getfixturevalue("mysql_url")
-        env["PUSHWIRE_CACHE_URL"] = REDIS_URL
+    env = await backend_env(request, tmp_path, PUSHWIRE_HEARTBEAT=str(HEARTBEAT))
     async with live_server(env) as server:
         yield server
 

@@ -6,7 +6,6 @@ mounts them), so the console runs with the real dependencies, CORS and error han
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,9 +21,9 @@ from pushwire.console import console_router
 from pushwire.web.static import static_files_router
 from pushwire.runtime import Runtime
 from pushwire.settings import load_settings
-from pushwire.storage.migrate import upgrade
 from pushwire.tenants.views import AppCreated
-from tests.services import REDIS_URL, unique
+from tests.live import backend_env
+from tests.services import unique
 
 PASSWORD = "correct horse battery staple"
 BASE = "http://pushwire.test"
@@ -107,14 +106,7 @@ class Console:
 
 @pytest.fixture(params=["single", "mariadb+redis"])
 async def console(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Console]:
-    env = {"PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789"}
-    if request.param == "single":
-        url = f"sqlite+aiosqlite:///{tmp_path}/console.db"
-        await asyncio.to_thread(upgrade, url)
-        env["PUSHWIRE_DATABASE_URL"] = url
-    else:
-        env["PUSHWIRE_DATABASE_URL"] = request.getfixturevalue("mysql_url")
-        env["PUSHWIRE_CACHE_URL"] = REDIS_URL
+    env = await backend_env(request, tmp_path)
     app = mount_console(create_app(load_settings(env)))
     runtime: Runtime = app.state.runtime
     await runtime.start()  # in the test's loop, as tests/api/conftest.py explains

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +13,10 @@ from pushwire.messaging.epochs import EpochSeed
 from pushwire.messaging.publish import Publisher
 from pushwire.messaging.replay import Replayer
 from pushwire.storage.database import Database
-from pushwire.storage.migrate import upgrade
 from pushwire.tenants.crypto import SecretBox
 from pushwire.tenants.service import TenancyService
-from tests.live import LiveServer, live_server
-from tests.services import REDIS_URL, unique
+from tests.live import LiveServer, backend_env, live_server
+from tests.services import unique
 
 SECRET = "test-secret-key-0123456789"
 
@@ -50,13 +48,6 @@ async def services(database: Database) -> Services:
 
 @pytest.fixture(params=["single", "mariadb+redis"])
 async def live(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    env = {"PUSHWIRE_SECRET_KEY": SECRET, "PUSHWIRE_HEARTBEAT": "25"}
-    if request.param == "single":
-        url = f"sqlite+aiosqlite:///{tmp_path}/live.db"
-        await asyncio.to_thread(upgrade, url)
-        env["PUSHWIRE_DATABASE_URL"] = url
-    else:
-        env["PUSHWIRE_DATABASE_URL"] = request.getfixturevalue("mysql_url")
-        env["PUSHWIRE_CACHE_URL"] = REDIS_URL
+    env = await backend_env(request, tmp_path, PUSHWIRE_HEARTBEAT="25")
     async with live_server(env) as server:
         yield server

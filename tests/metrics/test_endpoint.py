@@ -15,10 +15,8 @@ from pushwire.runtime import Runtime
 from pushwire.sdk import AsyncServerClient
 from pushwire.sdk.server import PushwireError
 from pushwire.settings import load_settings
-from pushwire.storage.migrate import upgrade
-from tests.live import Client, LiveServer, live_server
+from tests.live import Client, LiveServer, backend_env, live_server
 from tests.metrics.exposition import parse, value
-from tests.services import REDIS_URL
 
 TOKEN = "scrape-token-0123456789abcdef"
 SECRET = "test-secret-key-0123456789"
@@ -26,14 +24,7 @@ SECRET = "test-secret-key-0123456789"
 
 @pytest.fixture(params=["single", "mariadb+redis"])
 async def live(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    env = {"PUSHWIRE_SECRET_KEY": SECRET, "PUSHWIRE_METRICS_TOKEN": TOKEN}
-    if request.param == "single":
-        url = f"sqlite+aiosqlite:///{tmp_path}/metrics.db"
-        await asyncio.to_thread(upgrade, url)
-        env["PUSHWIRE_DATABASE_URL"] = url
-    else:
-        env["PUSHWIRE_DATABASE_URL"] = request.getfixturevalue("mysql_url")
-        env["PUSHWIRE_CACHE_URL"] = REDIS_URL
+    env = await backend_env(request, tmp_path, PUSHWIRE_METRICS_TOKEN=TOKEN)
     async with live_server(env) as server:
         yield server
 

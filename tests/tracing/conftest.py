@@ -8,23 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pushwire.storage.migrate import upgrade
 from pushwire.tracing.records import StoredSpan
 from pushwire.tracing.store import SpanStore
-from tests.live import LiveServer, live_server
-from tests.services import REDIS_URL
+from tests.live import LiveServer, backend_env, live_server
 
 
-async def live_env(request: pytest.FixtureRequest, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {"PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789", **extra}
-    if request.param == "single":
-        url = f"sqlite+aiosqlite:///{tmp_path}/live.db"
-        await asyncio.to_thread(upgrade, url)
-        env["PUSHWIRE_DATABASE_URL"] = url
-    else:
-        env["PUSHWIRE_DATABASE_URL"] = request.getfixturevalue("mysql_url")
-        env["PUSHWIRE_CACHE_URL"] = REDIS_URL
-    return env
+live_env = backend_env  # the name tests here import
 
 
 @pytest.fixture(params=["single", "mariadb+redis"])
