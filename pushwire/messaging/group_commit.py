@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 from collections.abc import Callable
 
+from pushwire.errors import BackendUnavailable
 from pushwire.messaging.publish import PublishRequest, PublishResult, Publisher
 
 MAX_BATCH = 100
@@ -50,11 +52,13 @@ class GroupCommit:
             # The first caller's context: its push span parents the shared db.commit span.
             task = asyncio.create_task(self._flush(key, batch), context=batch[0][2])
             self._tasks.add(task)
-            task.add_done_callback(self._done)
+            task.add_done_callback(functools.partial(self._done, batch))
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, batch: list[_Item], task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._inflight -= 1
+        # Cancelled (shutdown), even before it began: its callers must not wait forever for an answer.
+        _settle(batch, lambda fut, _i: fut.set_exception(BackendUnavailable("database", "publish interrupted")))
         self._kick()
 
     async def _flush(self, key: tuple[str, str], batch: list[_Item]) -> None:

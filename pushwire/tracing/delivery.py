@@ -49,10 +49,10 @@ class DeliveryTrace:
         self.attrs = attrs
 
     def offer_all(self, sessions: Sequence[Session], channel: str, offset: int, frame: str) -> None:
-        for i, session in enumerate(sessions):
-            if i >= DELIVER_SPANS:
-                session.offer(channel, offset, frame)
-                continue
+        # Past the first DELIVER_SPANS connections this is the hub's plain loop: no per-session branch.
+        for session in sessions[DELIVER_SPANS:]:
+            session.offer(channel, offset, frame)
+        for session in sessions[:DELIVER_SPANS]:
             # The message's other attributes are on the parent router span: each one costs here.
             span = self.tracer.start_span("hub.deliver", context=self.parent, attributes={
                 "app_id": self.attrs["app_id"], "message_id": self.attrs["message_id"], "user_id": session.user_id,

@@ -7,6 +7,7 @@ import asyncio
 import msgspec
 import pytest
 
+from pushwire.errors import BackendUnavailable
 from pushwire.messaging.epochs import EpochSeed
 from pushwire.messaging.group_commit import GroupCommit
 from pushwire.messaging.publish import PublishRequest, Publisher
@@ -67,3 +68,14 @@ async def test_a_caller_that_hung_up_before_its_turn_publishes_nothing(database:
     assert last.deliveries[0].offset == 2
     with pytest.raises(asyncio.CancelledError):
         await gone
+
+
+async def test_a_transaction_cancelled_at_shutdown_answers_its_callers(database: Database) -> None:
+    tenant_id, app_id = await _app(database)
+    group = GroupCommit(Publisher(database, EpochSeed(SECRET)))
+    waiting = asyncio.ensure_future(group.publish(tenant_id, app_id, _req(0)))
+    await asyncio.sleep(0)  # the push is queued and its transaction task created, not yet begun
+    for task in list(group._tasks):
+        task.cancel()
+    with pytest.raises(BackendUnavailable):
+        await asyncio.wait_for(waiting, 5)
