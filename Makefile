@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HTMX := static/vendor/htmx.min.js
 export PUSHWIRE_DATABASE_URL ?= sqlite+aiosqlite:///./pushwire.db
 
-.PHONY: run test install services browser migrate demo bench screenshots clean
+.PHONY: run test lint install services browser migrate demo bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,7 +40,13 @@ services: $(STAMP)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install services browser
+# The gate before any test: lint, format and strict types (config in pyproject.toml).
+lint: install
+	$(BIN)/ruff check pushwire tests bench scripts
+	$(BIN)/ruff format --check pushwire tests bench scripts
+	$(BIN)/mypy
+
+test: lint services browser
 	$(BIN)/python -m pytest
 
 bench: install services

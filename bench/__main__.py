@@ -75,19 +75,26 @@ def main(argv: list[str]) -> int:
         p.error(f"RLIMIT_NOFILE is {limit}: too low for {max(args.clients)} clients")
     if not h.pin_generator():
         print("! one CPU only: server and generator share it; every figure is generator-bound", flush=True)
-    print(f"{dt.datetime.now(dt.UTC):%H:%M:%S} UTC · generator pid {os.getpid()} on CPU {h.GENERATOR_CPU}, servers on "
-          f"CPU {h.SERVER_CPU}; scenarios {', '.join(scenarios)}", flush=True)
-    doc: dict[str, object] = {"started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                              "command": " ".join(["python -m bench", *argv]), "machine": h.machine(),
-                              "shared_machine": "other engineers ran tests on the same 2 cores during the run",
-                              "scenarios": {}, "failed": {}}
+    print(
+        f"{dt.datetime.now(dt.UTC):%H:%M:%S} UTC · generator pid {os.getpid()} on CPU {h.GENERATOR_CPU}, servers on "
+        f"CPU {h.SERVER_CPU}; scenarios {', '.join(scenarios)}",
+        flush=True,
+    )
+    doc: dict[str, object] = {
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench", *argv]),
+        "machine": h.machine(),
+        "shared_machine": "other engineers ran tests on the same 2 cores during the run",
+        "scenarios": {},
+        "failed": {},
+    }
     for name in scenarios:
         notes = h.Notes()
         busy = h.wait_for_quiet(args.wait_quiet)
         t0 = time.monotonic()
         try:
             data = importlib.import_module(f"bench.{name}").run(args, notes)
-        except Exception as exc:  # noqa: BLE001 - reported loudly, the exit status says it
+        except Exception as exc:
             traceback.print_exc()
             print(f"\n!! scenario {name} FAILED: {exc}", file=sys.stderr, flush=True)
             doc["failed"][name] = f"{type(exc).__name__}: {exc}"[:2000]  # type: ignore[index]

@@ -28,6 +28,7 @@ from bench.harness import BIN, ETCD_URL, KAFKA_URL, MYSQL_SERVER_URL, REDIS_URL,
 
 T = TypeVar("T")
 
+
 # -- backends ----------------------------------------------------------------------------------
 @dataclass
 class Backend:
@@ -81,8 +82,13 @@ def backend(name: str) -> Iterator[Backend]:
         if name == "sqlite":
             url = f"sqlite+aiosqlite:///{workdir / 'pushwire.db'}"
             _in_thread(lambda: upgrade(url))
-            yield Backend(name, "SQLite + memory", url,
-                          {**common, "PUSHWIRE_DATABASE_URL": url, "PUSHWIRE_CACHE_URL": "memory://"}, workdir)
+            yield Backend(
+                name,
+                "SQLite + memory",
+                url,
+                {**common, "PUSHWIRE_DATABASE_URL": url, "PUSHWIRE_CACHE_URL": "memory://"},
+                workdir,
+            )
         elif name in ("mariadb", "durable"):
             db = f"pwbench_{secrets.token_hex(6)}"
             url = f"{MYSQL_SERVER_URL}/{db}"
@@ -93,8 +99,12 @@ def backend(name: str) -> Iterator[Backend]:
                 env = {**common, "PUSHWIRE_DATABASE_URL": url, "PUSHWIRE_CACHE_URL": REDIS_URL}
                 label = "MariaDB + Redis"
                 if name == "durable":  # the full durable path: outbox relay → Kafka (Tansu) → router; etcd registry
-                    env |= {"PUSHWIRE_BUS_URL": KAFKA_URL, "PUSHWIRE_REGISTRY_URL": ETCD_URL,
-                            "PUSHWIRE_KAFKA_TOPIC_PREFIX": db, "PUSHWIRE_INSTANCE_ID": db}
+                    env |= {
+                        "PUSHWIRE_BUS_URL": KAFKA_URL,
+                        "PUSHWIRE_REGISTRY_URL": ETCD_URL,
+                        "PUSHWIRE_KAFKA_TOPIC_PREFIX": db,
+                        "PUSHWIRE_INSTANCE_ID": db,
+                    }
                     label = "MariaDB + Redis + Kafka (Tansu) + etcd"
                 yield Backend(name, label, url, env, workdir)
             finally:
@@ -138,8 +148,14 @@ def create_bench_app(b: Backend) -> BenchApp:
             limits = AppLimits(push_rate=10**6, push_burst=10**6, max_connections=100_000, max_connections_per_user=100)
             created = await svc.create_app(tenant.tenant_id, "bench", None, limits)
             assert created.client_key.secret is not None
-            return BenchApp(tenant.tenant_id, created.app_id, created.server_key.key_id, created.server_key.secret,
-                            created.client_key.kid, created.client_key.secret)
+            return BenchApp(
+                tenant.tenant_id,
+                created.app_id,
+                created.server_key.key_id,
+                created.server_key.secret,
+                created.client_key.kid,
+                created.client_key.secret,
+            )
         finally:
             await db.close()
 
@@ -167,13 +183,31 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> Server:
-        cmd = ["taskset", "-c", str(SERVER_CPU), str(BIN / "pushwire"), "run",
-               "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        cmd = [
+            "taskset",
+            "-c",
+            str(SERVER_CPU),
+            str(BIN / "pushwire"),
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
         if (os.cpu_count() or 1) < 2:
             cmd = cmd[3:]
         log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the child's lifetime
-        self.proc = subprocess.Popen(cmd, env=self.env, cwd=self.backend.workdir, stdout=log, stderr=subprocess.STDOUT,
-                                     preexec_fn=raise_nofile, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            env=self.env,
+            cwd=self.backend.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=raise_nofile,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -6,8 +6,13 @@ from typing import Any
 
 from bench import harness as h
 
-COLORS = {"pushwire": "tab:blue", "pushwire-unicast": "tab:cyan", "socketio": "tab:orange",
-          "websockets": "tab:green", "picows": "tab:gray"}
+COLORS = {
+    "pushwire": "tab:blue",
+    "pushwire-unicast": "tab:cyan",
+    "socketio": "tab:orange",
+    "websockets": "tab:green",
+    "picows": "tab:gray",
+}
 
 
 def draw(doc: dict[str, Any], stem: str) -> list[str]:
@@ -35,12 +40,19 @@ def draw(doc: dict[str, Any], stem: str) -> list[str]:
                 r = {**r, "steps": sorted(r["steps"], key=lambda s: s["offered"])}
                 xs = [s["offered"] for s in r["steps"]]
                 ys = [s["median"]["deliveries_per_s"] for s in r["steps"]]
-                ax.plot(xs, ys, "o-", color=COLORS.get(r["server"]), label=f"{r['server']} ({r['sustainable_per_s']:,.0f})")
+                ax.plot(
+                    xs, ys, "o-", color=COLORS.get(r["server"]), label=f"{r['server']} ({r['sustainable_per_s']:,.0f})"
+                )
                 bad = [(x, y) for x, y, s in zip(xs, ys, r["steps"], strict=True) if not s["median"]["sustainable"]]
                 if bad:
                     ax.plot(*zip(*bad, strict=True), "x", color="red", markersize=10)
-            ax.set(xscale="log", yscale="log", xlabel="offered deliveries/s", ylabel="delivered/s (median of 3)",
-                   title=f"fan-out, {n:,} clients (× = not sustainable)")
+            ax.set(
+                xscale="log",
+                yscale="log",
+                xlabel="offered deliveries/s",
+                ylabel="delivered/s (median of 3)",
+                title=f"fan-out, {n:,} clients (× = not sustainable)",
+            )
             ax.legend(fontsize=8)
         save(fig, "fanout")
     mem = sc.get("memory", {}).get("runs", [])
@@ -63,8 +75,12 @@ def draw(doc: dict[str, Any], stem: str) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 4))
         keys = ["p50_ms", "p99_ms", "p999_ms", "max_ms"]
         for i, r in enumerate(e2e):
-            ax.bar([k + i * 0.4 for k in range(len(keys))], [r["median"][k] for k in keys], width=0.4,
-                   label=f"{r['rate']:,} pushes/s")
+            ax.bar(
+                [k + i * 0.4 for k in range(len(keys))],
+                [r["median"][k] for k in keys],
+                width=0.4,
+                label=f"{r['rate']:,} pushes/s",
+            )
         ax.set_xticks([k + 0.2 for k in range(len(keys))], ["p50", "p99", "p99.9", "max"])
         ax.axhline(20, color="red", linestyle="--", label="target p99 20 ms")
         ax.set(yscale="log", ylabel="ms (receipt − intended send)", title="end-to-end latency, durable path")

@@ -81,9 +81,19 @@ async def one_run(server: h.Server, app: h.BenchApp, sub: L.Client, rate: int, s
     if received == 0:
         raise RuntimeError(f"e2e at {rate}/s: the subscriber received nothing (push statuses {statuses})")
     q = {f"p{p}".replace(".", ""): round(hist.get_value_at_percentile(p) / 1000, 2) for p in (50, 99, 99.9)}
-    return {"rate": rate, "seconds": seconds, "sent": n, "received": received, "missing": missing,
-            "statuses": statuses, "unanswered_at_timeout": unsent, **{f"{k}_ms": v for k, v in q.items()}, "max_ms": round(hist.get_max_value() / 1000, 2),
-            "cpu_pct": cpu, "generator_bound": h.generator_bound(cpu)}
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "sent": n,
+        "received": received,
+        "missing": missing,
+        "statuses": statuses,
+        "unanswered_at_timeout": unsent,
+        **{f"{k}_ms": v for k, v in q.items()},
+        "max_ms": round(hist.get_max_value() / 1000, 2),
+        "cpu_pct": cpu,
+        "generator_bound": h.generator_bound(cpu),
+    }
 
 
 async def scenario(server: h.Server, app: h.BenchApp, args: argparse.Namespace, notes: h.Notes) -> list[dict[str, Any]]:
@@ -111,16 +121,27 @@ async def scenario(server: h.Server, app: h.BenchApp, args: argparse.Namespace, 
             for k in range(3):
                 r = await one_run(server, app, sub, rate, args.e2e_seconds)
                 runs.append(r)
-                print(f"  {rate:>5}/s run {k + 1}: p50 {r['p50_ms']} p99 {r['p99_ms']} p99.9 {r['p999_ms']} max {r['max_ms']} ms"
-                      f" · received {r['received']}/{r['sent']} · srv {r['cpu_pct']['server']}% gen {r['cpu_pct']['generator']}%",
-                      flush=True)
+                print(
+                    f"  {rate:>5}/s run {k + 1}: p50 {r['p50_ms']} p99 {r['p99_ms']} p99.9 {r['p999_ms']} max {r['max_ms']} ms"
+                    f" · received {r['received']}/{r['sent']} · srv {r['cpu_pct']['server']}% gen {r['cpu_pct']['generator']}%",
+                    flush=True,
+                )
                 if r["missing"]:
-                    notes.add(f"e2e {rate}/s run {k + 1}: {r['missing']} pushes not received within {TIMEOUT:.0f} s "
-                              "(recorded at the censored latency)")
+                    notes.add(
+                        f"e2e {rate}/s run {k + 1}: {r['missing']} pushes not received within {TIMEOUT:.0f} s "
+                        "(recorded at the censored latency)"
+                    )
                 await asyncio.sleep(1.0)
             med = {k: statistics.median(r[k] for r in runs) for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms")}
-            out.append({"rate": rate, "runs": runs, "median": med,
-                        "generator_bound": statistics.median(r["cpu_pct"]["generator"] for r in runs) > h.GENERATOR_BOUND_PCT})
+            out.append(
+                {
+                    "rate": rate,
+                    "runs": runs,
+                    "median": med,
+                    "generator_bound": statistics.median(r["cpu_pct"]["generator"] for r in runs)
+                    > h.GENERATOR_BOUND_PCT,
+                }
+            )
         return out
     finally:
         keep.cancel()
@@ -128,7 +149,10 @@ async def scenario(server: h.Server, app: h.BenchApp, args: argparse.Namespace, 
 
 
 def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
-    print(f"\n[{NAME}] durable path (MariaDB + Redis + Kafka/Tansu + etcd), {args.e2e_idle:,} idle connections", flush=True)
+    print(
+        f"\n[{NAME}] durable path (MariaDB + Redis + Kafka/Tansu + etcd), {args.e2e_idle:,} idle connections",
+        flush=True,
+    )
     with h.backend("durable") as b:
         app = h.create_bench_app(b)
         with h.Server(b) as server:
@@ -136,6 +160,15 @@ def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
             errors = server.log_errors()
             if errors:
                 notes.add(f"e2e: server logged errors, e.g. {errors[0][:160]}")
-    return {"settings": {"rates": args.e2e_rates, "seconds": args.e2e_seconds, "pool": POOL, "timeout_s": TIMEOUT,
-                         "idle_connections": args.e2e_idle, "backend": b.label},
-            "target_p99_ms_at_1000": TARGET_P99_MS, "rates": rates}
+    return {
+        "settings": {
+            "rates": args.e2e_rates,
+            "seconds": args.e2e_seconds,
+            "pool": POOL,
+            "timeout_s": TIMEOUT,
+            "idle_connections": args.e2e_idle,
+            "backend": b.label,
+        },
+        "target_p99_ms_at_1000": TARGET_P99_MS,
+        "rates": rates,
+    }

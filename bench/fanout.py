@@ -103,12 +103,24 @@ async def trial(pub: Any, fleet: L.Fleet, pid: int, offered: int, seconds: float
     while time.monotonic() - t_drain < 10 and time.monotonic() - stats.last_frame < 0.5:
         await asyncio.sleep(0.1)
     expected = published["accepted"] * (1 if unicast else n)
-    kept_rate = published["accepted"] >= 0.95 * published["wanted"] and published["publish_seconds"] <= seconds * 1.05 + 0.1
-    return {"clients": n, "offered": offered, **published, "kept_rate": kept_rate, "expected": expected,
-            "delivered_pct": round(100.0 * with_grace / expected, 3) if expected else 0.0,
-            "deliveries_per_s": round(in_window / window, 1), "eventually": stats.messages - base,
-            "p50_ms": h.ms(h.percentile(stats.latency, 50)), "p99_ms": h.ms(h.percentile(stats.latency, 99)),
-            "from_ts_p99_ms": h.ms(h.percentile(stats.from_ts, 99)), "samples": len(stats.latency), "cpu_pct": cpu}
+    kept_rate = (
+        published["accepted"] >= 0.95 * published["wanted"] and published["publish_seconds"] <= seconds * 1.05 + 0.1
+    )
+    return {
+        "clients": n,
+        "offered": offered,
+        **published,
+        "kept_rate": kept_rate,
+        "expected": expected,
+        "delivered_pct": round(100.0 * with_grace / expected, 3) if expected else 0.0,
+        "deliveries_per_s": round(in_window / window, 1),
+        "eventually": stats.messages - base,
+        "p50_ms": h.ms(h.percentile(stats.latency, 50)),
+        "p99_ms": h.ms(h.percentile(stats.latency, 99)),
+        "from_ts_p99_ms": h.ms(h.percentile(stats.from_ts, 99)),
+        "samples": len(stats.latency),
+        "cpu_pct": cpu,
+    }
 
 
 def median_of(trials: list[dict[str, Any]]) -> dict[str, Any]:
@@ -117,31 +129,47 @@ def median_of(trials: list[dict[str, Any]]) -> dict[str, Any]:
         return round(statistics.median(vals), 2) if vals else None
 
     cpu = {k: round(statistics.median(t["cpu_pct"].get(k, 0.0) for t in trials), 1) for k in trials[0]["cpu_pct"]}
-    m = {"deliveries_per_s": med("deliveries_per_s"), "delivered_pct": med("delivered_pct"), "p50_ms": med("p50_ms"),
-         "p99_ms": med("p99_ms"), "from_ts_p99_ms": med("from_ts_p99_ms"), "cpu_pct": cpu, "generator_bound": cpu.get("generator", 0.0) > h.GENERATOR_BOUND_PCT,
-         "kept_rate": sum(t["kept_rate"] for t in trials) * 2 > len(trials)}
+    m = {
+        "deliveries_per_s": med("deliveries_per_s"),
+        "delivered_pct": med("delivered_pct"),
+        "p50_ms": med("p50_ms"),
+        "p99_ms": med("p99_ms"),
+        "from_ts_p99_ms": med("from_ts_p99_ms"),
+        "cpu_pct": cpu,
+        "generator_bound": cpu.get("generator", 0.0) > h.GENERATOR_BOUND_PCT,
+        "kept_rate": sum(t["kept_rate"] for t in trials) * 2 > len(trials),
+    }
     # delivers: ≥ 99.9 % delivered by the end of the grace second, the publisher kept its rate and the
     # frames received during the window reached 90 % of the offered rate (no backlog hidden by the grace)
-    m["delivers"] = bool(m["delivered_pct"] is not None and m["delivered_pct"] >= SUSTAINED_PCT and m["kept_rate"]
-                         and (m["deliveries_per_s"] or 0) >= IN_WINDOW * trials[0]["offered"])
+    m["delivers"] = bool(
+        m["delivered_pct"] is not None
+        and m["delivered_pct"] >= SUSTAINED_PCT
+        and m["kept_rate"]
+        and (m["deliveries_per_s"] or 0) >= IN_WINDOW * trials[0]["offered"]
+    )
     m["sustainable"] = bool(m["delivers"] and m["p99_ms"] is not None and m["p99_ms"] <= P99_MS)
     return m
 
 
-async def ladder(label: str, pub: Any, fleet: L.Fleet, pid: int, args: argparse.Namespace, notes: h.Notes,
-                 unicast: bool = False) -> dict[str, Any]:
+async def ladder(
+    label: str, pub: Any, fleet: L.Fleet, pid: int, args: argparse.Namespace, notes: h.Notes, unicast: bool = False
+) -> dict[str, Any]:
     offered, climbing, halvings = START[label], True, 0
     steps: list[dict[str, Any]] = []
     while len(steps) < MAX_STEPS:
         trials = [await trial(pub, fleet, pid, offered, args.step_seconds, unicast) for _ in range(TRIALS)]
         m = median_of(trials)
         steps.append({"offered": offered, "trials": trials, "median": m})
-        print(f"  {label:<16} {len(fleet):>5,} clients · offered {offered:>8,}/s → {m['deliveries_per_s']:>10,.0f}/s · "
-              f"{m['delivered_pct']:7.3f}% · p99 {m['p99_ms']} ms (from ts {m['from_ts_p99_ms']}) · srv {m['cpu_pct']['server']}% "
-              f"gen {m['cpu_pct']['generator']}% other {m['cpu_pct']['others']}%{'' if m['sustainable'] else '  ✗'}",
-              flush=True)
+        print(
+            f"  {label:<16} {len(fleet):>5,} clients · offered {offered:>8,}/s → {m['deliveries_per_s']:>10,.0f}/s · "
+            f"{m['delivered_pct']:7.3f}% · p99 {m['p99_ms']} ms (from ts {m['from_ts_p99_ms']}) · srv {m['cpu_pct']['server']}% "
+            f"gen {m['cpu_pct']['generator']}% other {m['cpu_pct']['others']}%{'' if m['sustainable'] else '  ✗'}",
+            flush=True,
+        )
         if m["generator_bound"]:
-            notes.add(f"{label}/{len(fleet)} @ {offered:,}/s: generator at {m['cpu_pct']['generator']}% CPU — generator-bound")
+            notes.add(
+                f"{label}/{len(fleet)} @ {offered:,}/s: generator at {m['cpu_pct']['generator']}% CPU — generator-bound"
+            )
         if h.foreign_load(m["cpu_pct"]):
             notes.add(f"{label}/{len(fleet)} @ {offered:,}/s: other processes used {m['cpu_pct']['others']}% CPU")
         if climbing and m["delivers"]:
@@ -161,19 +189,24 @@ async def ladder(label: str, pub: Any, fleet: L.Fleet, pid: int, args: argparse.
     best = max(good, key=lambda s: s["offered"]) if good else None
     full = [s for s in steps if s["median"]["delivers"]]
     top = max(full, key=lambda s: s["offered"]) if full else None
-    return {"server": label, "clients": len(fleet), "steps": steps,
-            "sustainable_per_s": best["median"]["deliveries_per_s"] if best else 0,
-            "sustainable_offered": best["offered"] if best else 0,
-            "throughput_per_s": top["median"]["deliveries_per_s"] if top else 0,
-            "throughput_p99_ms": top["median"]["p99_ms"] if top else None,
-            "peak_per_s": max(s["median"]["deliveries_per_s"] or 0 for s in steps),
-            "generator_bound": any(s["median"]["generator_bound"] for s in (best, top) if s),
-            "server_cpu_at_sustainable": best["median"]["cpu_pct"]["server"] if best else None,
-            "closes": dict(fleet.stats.closes)}
+    return {
+        "server": label,
+        "clients": len(fleet),
+        "steps": steps,
+        "sustainable_per_s": best["median"]["deliveries_per_s"] if best else 0,
+        "sustainable_offered": best["offered"] if best else 0,
+        "throughput_per_s": top["median"]["deliveries_per_s"] if top else 0,
+        "throughput_p99_ms": top["median"]["p99_ms"] if top else None,
+        "peak_per_s": max(s["median"]["deliveries_per_s"] or 0 for s in steps),
+        "generator_bound": any(s["median"]["generator_bound"] for s in (best, top) if s),
+        "server_cpu_at_sustainable": best["median"]["cpu_pct"]["server"] if best else None,
+        "closes": dict(fleet.stats.closes),
+    }
 
 
-async def over_counts(label: str, fleet: L.Fleet, pub: Any, pid: int, args: argparse.Namespace, notes: h.Notes,
-                      unicast_pub: Any = None) -> list[dict[str, Any]]:
+async def over_counts(
+    label: str, fleet: L.Fleet, pub: Any, pid: int, args: argparse.Namespace, notes: h.Notes, unicast_pub: Any = None
+) -> list[dict[str, Any]]:
     out = []
     for n in sorted(args.clients):
         took = await fleet.grow(n)
@@ -196,7 +229,9 @@ async def peer_run(name: str, proc: S.Proc, args: argparse.Namespace, notes: h.N
         await fleet.close()
 
 
-async def pushwire_run(server: h.Server, app: h.BenchApp, args: argparse.Namespace, notes: h.Notes) -> list[dict[str, Any]]:
+async def pushwire_run(
+    server: h.Server, app: h.BenchApp, args: argparse.Namespace, notes: h.Notes
+) -> list[dict[str, Any]]:
     base = f"ws://127.0.0.1:{server.port}/api/v1/ws?token="
     fleet = L.Fleet(lambda i: base + app.token(f"u{i}"), "pushwire")
     keep = asyncio.create_task(fleet.keepalive())
@@ -225,7 +260,17 @@ def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
         else:
             with S.peer(name) as proc:
                 results += h.run_async(peer_run(name, proc, args, notes))
-    return {"settings": {"step_seconds": args.step_seconds, "trials": TRIALS, "grace_s": GRACE,
-                         "sustained_pct": SUSTAINED_PCT, "p99_ms": P99_MS, "ladder_start": START, "ladder_factor": 1.5,
-                         "clients": args.clients, "payload_bytes": len(L.payload(0))},
-            "runs": results}
+    return {
+        "settings": {
+            "step_seconds": args.step_seconds,
+            "trials": TRIALS,
+            "grace_s": GRACE,
+            "sustained_pct": SUSTAINED_PCT,
+            "p99_ms": P99_MS,
+            "ladder_start": START,
+            "ladder_factor": 1.5,
+            "clients": args.clients,
+            "payload_bytes": len(L.payload(0)),
+        },
+        "runs": results,
+    }

@@ -41,7 +41,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # -- process set-up ---------------------------------------------------------------------------
 def raise_nofile(wanted: int = NOFILE) -> int:
     """Raise RLIMIT_NOFILE as far as allowed (root may raise the hard limit too); returns the soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     for target in (max(wanted, hard), hard):
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
@@ -157,12 +157,17 @@ def wait_for_quiet(max_wait: float) -> float:
         busy = 100.0 * (machine_busy_seconds() - m0) / (time.monotonic() - t0)
         if busy <= OTHERS_BUSY_PCT or time.monotonic() >= deadline:
             if said or busy > OTHERS_BUSY_PCT:
-                print(f"  machine busy {busy:.0f}% of one core {'(going ahead)' if busy > OTHERS_BUSY_PCT else ''}",
-                      flush=True)
+                print(
+                    f"  machine busy {busy:.0f}% of one core {'(going ahead)' if busy > OTHERS_BUSY_PCT else ''}",
+                    flush=True,
+                )
             return round(busy, 1)
         if not said:
-            print(f"  other processes keep the machine busy ({busy:.0f}% of one core); waiting up to "
-                  f"{max_wait:.0f} s for quiet …", flush=True)
+            print(
+                f"  other processes keep the machine busy ({busy:.0f}% of one core); waiting up to "
+                f"{max_wait:.0f} s for quiet …",
+                flush=True,
+            )
             said = True
 
 
@@ -205,10 +210,14 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     print(f"\n{title}")
-    print("  " + "  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths))))
+    print(
+        "  " + "  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True)))
+    )
     print("  " + "  ".join("─" * w for w in widths))
     for r in cells:
-        print("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        print(
+            "  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False)))
+        )
 
 
 def machine() -> dict[str, Any]:
@@ -218,8 +227,14 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "kernel": platform.release(), "server_cpu": SERVER_CPU, "generator_cpu": GENERATOR_CPU}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "server_cpu": SERVER_CPU,
+        "generator_cpu": GENERATOR_CPU,
+    }
 
 
 @dataclass
@@ -238,5 +253,18 @@ from bench.backends import Backend, BenchApp, Server, _flush_redis, backend, cre
 from bench.profiling import Profiler, print_profile, profile_path  # noqa: E402
 from bench.pushclient import HttpxPoster, RawHttp, Signer, posters  # noqa: E402
 
-__all__ = ["Backend", "BenchApp", "HttpxPoster", "Profiler", "RawHttp", "Server", "Signer", "_flush_redis", "backend",
-           "create_bench_app", "posters", "print_profile", "profile_path"]
+__all__ = [
+    "Backend",
+    "BenchApp",
+    "HttpxPoster",
+    "Profiler",
+    "RawHttp",
+    "Server",
+    "Signer",
+    "_flush_redis",
+    "backend",
+    "create_bench_app",
+    "posters",
+    "print_profile",
+    "profile_path",
+]

@@ -23,8 +23,28 @@ def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
     if exe is None:
         raise RuntimeError("redis-benchmark not found (Debian: apt-get install redis-tools)")
     host, port = "127.0.0.1", "6379"
-    cmd = ["taskset", "-c", str(h.GENERATOR_CPU), exe, "-h", host, "-p", port, "--dbnum", "13", "-n",
-           str(args.redis_requests), "-c", "50", "-d", "100", "-t", "set,get,lpush,lrange_100", "--csv", "-q"]
+    cmd = [
+        "taskset",
+        "-c",
+        str(h.GENERATOR_CPU),
+        exe,
+        "-h",
+        host,
+        "-p",
+        port,
+        "--dbnum",
+        "13",
+        "-n",
+        str(args.redis_requests),
+        "-c",
+        "50",
+        "-d",
+        "100",
+        "-t",
+        "set,get,lpush,lrange_100",
+        "--csv",
+        "-q",
+    ]
     print(f"\n[{NAME}] {' '.join(cmd[3:])}", flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if out.returncode != 0:

@@ -146,8 +146,9 @@ class Client(WSListener):
 
 
 async def connect(url: str, stats: Stats, dialect: str, timeout: float = 30.0) -> Client:
-    _, client = await ws_connect(lambda: Client(stats, dialect), url, websocket_handshake_timeout=timeout,
-                                 enable_auto_pong=True)
+    _, client = await ws_connect(
+        lambda: Client(stats, dialect), url, websocket_handshake_timeout=timeout, enable_auto_pong=True
+    )
     await asyncio.wait_for(client.ready, timeout)
     return client  # type: ignore[return-value]
 
@@ -173,14 +174,16 @@ class Fleet:
             async with sem:
                 try:
                     self.clients.append(await connect(self.url_for(i), self.stats, self.dialect))
-                except Exception as exc:  # noqa: BLE001 - counted, then judged below
+                except Exception as exc:
                     self.failed[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
 
         await asyncio.gather(*(one(i) for i in range(len(self.clients), total)))
         took = time.monotonic() - t0
         if len(self.clients) < 0.99 * total:
-            raise RuntimeError(f"only {len(self.clients):,} of {total:,} {self.dialect} clients connected "
-                               f"(failures: {dict(self.failed)})")
+            raise RuntimeError(
+                f"only {len(self.clients):,} of {total:,} {self.dialect} clients connected "
+                f"(failures: {dict(self.failed)})"
+            )
         return took
 
     async def keepalive(self, every: float = 20.0) -> None:
@@ -244,5 +247,11 @@ async def paced(rate: float, seconds: float, send: Callable[[int], Any]) -> dict
     took = max(loop.time() - start, seconds)
     if loop.time() - start < seconds:  # everything went out early (low rates): the window still lasts `seconds`
         await asyncio.sleep(start + seconds - loop.time())
-    return {"wanted": total, "sent": sent, "accepted": sent, "publish_seconds": round(took, 2),
-            "publish_rate": round(sent / took, 1), "errors": {}}
+    return {
+        "wanted": total,
+        "sent": sent,
+        "accepted": sent,
+        "publish_seconds": round(took, 2),
+        "publish_rate": round(sent / took, 1),
+        "errors": {},
+    }

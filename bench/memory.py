@@ -29,8 +29,9 @@ DEFLATE_SERVERS = ("pushwire", "websockets")  # picows has no deflate; socketio'
 
 
 async def open_one(url: str, dialect: str, deflate: bool) -> ClientConnection:
-    ws = await connect(url, compression="deflate" if deflate else None, ping_interval=None, open_timeout=30,
-                       max_size=2**20)
+    ws = await connect(
+        url, compression="deflate" if deflate else None, ping_interval=None, open_timeout=30, max_size=2**20
+    )
     if dialect == "socketio":
         await asyncio.wait_for(ws.recv(), 10)  # 0{…}
         await ws.send("40")
@@ -50,7 +51,7 @@ async def grow(conns: list[ClientConnection], url_for: Any, dialect: str, deflat
         async with sem:
             try:
                 conns.append(await open_one(url_for(i), dialect, deflate))
-            except Exception as exc:  # noqa: BLE001 - judged below
+            except Exception as exc:
                 failed.append(f"{type(exc).__name__}: {exc}"[:100])
 
     await asyncio.gather(*(one(i) for i in range(len(conns), total)))
@@ -80,10 +81,18 @@ async def measure(pid: int, url_for: Any, dialect: str, deflate: bool, counts: l
             await grow(conns, url_for, dialect, deflate, n)
             await asyncio.sleep(SETTLE)
             rss = h.rss_kib(pid)
-            points.append({"clients": len(conns), "server_rss_kib": rss,
-                           "kib_per_connection": round((rss - idle) / len(conns), 2)})
-            print(f"  {dialect:<9} deflate={'on ' if deflate else 'off'} {len(conns):>6,} idle → RSS {rss / 1024:7.1f} MiB "
-                  f"· {points[-1]['kib_per_connection']:6.2f} KiB/conn", flush=True)
+            points.append(
+                {
+                    "clients": len(conns),
+                    "server_rss_kib": rss,
+                    "kib_per_connection": round((rss - idle) / len(conns), 2),
+                }
+            )
+            print(
+                f"  {dialect:<9} deflate={'on ' if deflate else 'off'} {len(conns):>6,} idle → RSS {rss / 1024:7.1f} MiB "
+                f"· {points[-1]['kib_per_connection']:6.2f} KiB/conn",
+                flush=True,
+            )
     finally:
         await close_all(conns)
     return {"server_rss_kib_idle_warm": idle, "points": points}
@@ -99,14 +108,31 @@ def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
             if name == "pushwire":
                 with h.backend("sqlite") as b:
                     app = h.create_bench_app(b)
-                    with (S.pushwire_deflate(b) if deflate else h.Server(b)) as srv:
+                    with S.pushwire_deflate(b) if deflate else h.Server(b) as srv:
                         base = f"ws://127.0.0.1:{srv.port}/api/v1/ws?token="
-                        res = h.run_async(measure(srv.pid, lambda i: base + app.token(f"m{i}"), "pushwire", deflate,
-                                                  args.clients))
+                        res = h.run_async(
+                            measure(
+                                srv.pid,
+                                lambda i, base=base, app=app: base + app.token(f"m{i}"),
+                                "pushwire",
+                                deflate,
+                                args.clients,
+                            )
+                        )
             else:
                 with S.peer(name, deflate) as proc:
-                    res = h.run_async(measure(proc.pid, lambda i, p=proc.port: S.peer_url(name, p), S.dialect(name),
-                                              deflate, args.clients))
+                    res = h.run_async(
+                        measure(
+                            proc.pid,
+                            lambda i, p=proc.port, name=name: S.peer_url(name, p),
+                            S.dialect(name),
+                            deflate,
+                            args.clients,
+                        )
+                    )
             runs.append({"server": name, "compression": deflate, **res})
-    return {"settings": {"clients": args.clients, "settle_s": SETTLE, "warm_connections": WARM},
-            "target_kib_per_connection": TARGET_KIB, "runs": runs}
+    return {
+        "settings": {"clients": args.clients, "settle_s": SETTLE, "warm_connections": WARM},
+        "target_kib_per_connection": TARGET_KIB,
+        "runs": runs,
+    }

@@ -29,8 +29,21 @@ class Profiler:
                 print("  (py-spy not installed: `.venv/bin/pip install py-spy`; profiling skipped)")
                 return
             exe = Path(found)
-        cmd = [str(exe), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(rate),
-               "--format", "raw", "--output", str(out), "--nonblocking"]
+        cmd = [
+            str(exe),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, round(seconds))),
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def finish(self, top: int = 15) -> dict[str, Any]:
@@ -81,8 +94,13 @@ class Profiler:
         def pct(c: collections.Counter[str]) -> list[list[Any]]:
             return [[f, round(100.0 * n / samples, 1)] for f, n in c.most_common(top)]
 
-        return {"samples": samples, "raw_file": _rel(self.out), "self_pct": pct(own),
-                "total_pct": pct(total), "innermost_pushwire_pct": pct(inner)}
+        return {
+            "samples": samples,
+            "raw_file": _rel(self.out),
+            "self_pct": pct(own),
+            "total_pct": pct(total),
+            "innermost_pushwire_pct": pct(inner),
+        }
 
 
 def profile_path(scenario: str, tag: str, *parts: object) -> Path:

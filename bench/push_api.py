@@ -43,8 +43,18 @@ def batch_bodies() -> list[bytes]:
     return [msgspec.json.encode({"messages": [_message(k + j) for j in range(BATCH)]}) for k in range(len(CHANNELS))]
 
 
-async def drive(server: h.Server, app: h.BenchApp, *, path: str, bodies: list[bytes], per_request: int,
-                duration: float, concurrency: int, client: str, profile_out: Any) -> dict[str, Any]:
+async def drive(
+    server: h.Server,
+    app: h.BenchApp,
+    *,
+    path: str,
+    bodies: list[bytes],
+    per_request: int,
+    duration: float,
+    concurrency: int,
+    client: str,
+    profile_out: Any,
+) -> dict[str, Any]:
     """Closed-loop load: each worker sends its next request as soon as the previous one answered.
 
     Counted: requests that complete inside the measured window (after WARMUP seconds).
@@ -116,11 +126,19 @@ TRIALS = 3
 
 def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
     backends = args.backends or ["mariadb", "sqlite"]
-    out: dict[str, Any] = {"settings": {"duration_s": args.duration, "concurrency": args.concurrency,
-                                        "batch_concurrency": args.batch_concurrency, "http_client": args.client,
-                                        "batch_size": BATCH, "channels": len(CHANNELS), "warmup_s": WARMUP},
-                           "targets": {"single_pushes_per_s": TARGET_SINGLE, "batch_messages_per_s": TARGET_BATCH_MSGS},
-                           "runs": []}
+    out: dict[str, Any] = {
+        "settings": {
+            "duration_s": args.duration,
+            "concurrency": args.concurrency,
+            "batch_concurrency": args.batch_concurrency,
+            "http_client": args.client,
+            "batch_size": BATCH,
+            "channels": len(CHANNELS),
+            "warmup_s": WARMUP,
+        },
+        "targets": {"single_pushes_per_s": TARGET_SINGLE, "batch_messages_per_s": TARGET_BATCH_MSGS},
+        "runs": [],
+    }
     rows = []
     singles, batches = single_bodies(), batch_bodies()
     for name in backends:
@@ -133,13 +151,25 @@ def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
                     ("single", "/api/v1/push", singles, 1, args.concurrency, TARGET_SINGLE),
                     ("batch", "/api/v1/push/batch", batches, BATCH, args.batch_concurrency, TARGET_BATCH_MSGS),
                 ):
-                    print(f"[{NAME}] {name}: {mode} pushes for {args.duration:.0f} s at concurrency {conc} …", flush=True)
+                    print(
+                        f"[{NAME}] {name}: {mode} pushes for {args.duration:.0f} s at concurrency {conc} …", flush=True
+                    )
                     prof_out = h.profile_path(NAME, args.tag, name, mode) if args.profile else None
                     # Median of TRIALS runs by accepted messages/s (profiled, if asked, on the first only).
                     trials = [
-                        h.run_async(drive(server, app, path=path, bodies=bodies, per_request=per,
-                                          duration=args.duration, concurrency=conc, client=args.client,
-                                          profile_out=prof_out if i == 0 else None))
+                        h.run_async(
+                            drive(
+                                server,
+                                app,
+                                path=path,
+                                bodies=bodies,
+                                per_request=per,
+                                duration=args.duration,
+                                concurrency=conc,
+                                client=args.client,
+                                profile_out=prof_out if i == 0 else None,
+                            )
+                        )
                         for i in range(1 if args.quick else TRIALS)
                     ]
                     ranked = sorted(trials, key=lambda r: r["messages_per_s"])
@@ -147,22 +177,38 @@ def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
                     res["profile"] = trials[0]["profile"]
                     res["trials_messages_per_s"] = [t["messages_per_s"] for t in trials]
                     if res["accepted_messages"] == 0:
-                        raise RuntimeError(f"push_api {name}/{mode}: the server accepted nothing (errors {res['errors']})")
+                        raise RuntimeError(
+                            f"push_api {name}/{mode}: the server accepted nothing (errors {res['errors']})"
+                        )
                     res["target"] = target
                     res["meets_target"] = res["messages_per_s"] >= target
                     run_out[mode] = res
                     if res["generator_bound"]:
                         notes.add(f"{name}/{mode}: generator at {res['cpu_pct']['generator']}% CPU — generator-bound")
                     if h.foreign_load(res["cpu_pct"]):
-                        notes.add(f"{name}/{mode}: other processes used {res['cpu_pct']['others']}% CPU meanwhile "
-                                  "— figures disturbed; rerun on a quiet machine")
+                        notes.add(
+                            f"{name}/{mode}: other processes used {res['cpu_pct']['others']}% CPU meanwhile "
+                            "— figures disturbed; rerun on a quiet machine"
+                        )
                     if res["errors"]:
                         notes.add(f"{name}/{mode}: non-2xx answers {res['errors']}")
-                    rows.append([b.label, mode, res["requests_per_s"], res["messages_per_s"], target,
-                                 res["meets_target"], res["p50_ms"], res["p99_ms"], res["cpu_pct"]["server"],
-                                 res["cpu_pct"]["generator"],
-                                 round(res["cpu_pct"].get("mariadb", 0.0) + res["cpu_pct"].get("redis", 0.0), 1),
-                                 res["cpu_pct"]["others"], sum(res["errors"].values())])
+                    rows.append(
+                        [
+                            b.label,
+                            mode,
+                            res["requests_per_s"],
+                            res["messages_per_s"],
+                            target,
+                            res["meets_target"],
+                            res["p50_ms"],
+                            res["p99_ms"],
+                            res["cpu_pct"]["server"],
+                            res["cpu_pct"]["generator"],
+                            round(res["cpu_pct"].get("mariadb", 0.0) + res["cpu_pct"].get("redis", 0.0), 1),
+                            res["cpu_pct"]["others"],
+                            sum(res["errors"].values()),
+                        ]
+                    )
                     h.print_profile(f"{name}/{mode}", res["profile"] or {})
                 errors = server.log_errors()
                 if errors:
@@ -172,8 +218,21 @@ def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
     h.print_table(
         f"push_api — {args.duration:.0f} s per phase, single at concurrency {args.concurrency}, "
         f"batches of {BATCH} at concurrency {args.batch_concurrency}, client {args.client}",
-        ["backend", "mode", "req/s", "msgs/s", "target", "met", "p50 ms", "p99 ms", "srv CPU%", "gen CPU%",
-         "mariadb+redis CPU%", "other CPU%", "errors"],
+        [
+            "backend",
+            "mode",
+            "req/s",
+            "msgs/s",
+            "target",
+            "met",
+            "p50 ms",
+            "p99 ms",
+            "srv CPU%",
+            "gen CPU%",
+            "mariadb+redis CPU%",
+            "other CPU%",
+            "errors",
+        ],
         rows,
     )
     return out

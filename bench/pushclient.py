@@ -11,6 +11,7 @@ from typing import Any
 
 from pushwire.tenants import signing
 
+
 # -- HTTP clients for the signed push API ------------------------------------------------------
 class Signer:
     """Header block of a signed POST: one fresh nonce per request (nonces are single-use)."""
@@ -23,8 +24,13 @@ class Signer:
         ts = str(int(time.time()))
         nonce = secrets.token_urlsafe(18)
         sig = signing.sign(self.secret, "POST", path, "", ts, nonce, body)
-        return {"Content-Type": "application/json", signing.HEADER_KEY: self.key_id, signing.HEADER_TIMESTAMP: ts,
-                signing.HEADER_NONCE: nonce, signing.HEADER_SIGNATURE: sig}
+        return {
+            "Content-Type": "application/json",
+            signing.HEADER_KEY: self.key_id,
+            signing.HEADER_TIMESTAMP: ts,
+            signing.HEADER_NONCE: nonce,
+            signing.HEADER_SIGNATURE: sig,
+        }
 
 
 class RawHttp:
@@ -52,8 +58,8 @@ class RawHttp:
             assert self.reader is not None and self.writer is not None
             hdrs = "".join(f"{k}: {v}\r\n" for k, v in self.signer.headers(path, body).items())
             self.writer.write(
-                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Length: {len(body)}\r\n{hdrs}\r\n"
-                .encode() + body
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Length: {len(body)}\r\n{hdrs}\r\n".encode()
+                + body
             )
             try:
                 head = await self.reader.readuntil(b"\r\n\r\n")

@@ -39,8 +39,9 @@ class Ctx:
         c.keep_control = True
         return c
 
-    async def subscribed(self, c: L.Client, channel: str, since: dict[str, Any] | None = None,
-                         timeout: float = 30.0) -> dict[str, Any]:
+    async def subscribed(
+        self, c: L.Client, channel: str, since: dict[str, Any] | None = None, timeout: float = 30.0
+    ) -> dict[str, Any]:
         c.frames.clear()
         c.send(json.dumps({"type": "subscribe", "channel": channel, **({"since": since} if since else {})}))
         t0 = time.monotonic()
@@ -56,15 +57,20 @@ class Ctx:
     async def publish(self, channel: str, k: int) -> None:
         signer = h.Signer(self.app.key_id, self.app.key_secret)
         async with h.posters("raw", self.server.port, signer, 4) as ps:
+
             async def batch(p: Any, start: int, end: int) -> None:
-                items = ",".join(f'{{"channels":["{channel}"],"event":"r","data":{{"i":{i},"p":"{"x" * 60}"}}}}'
-                                 for i in range(start, end))
+                items = ",".join(
+                    f'{{"channels":["{channel}"],"event":"r","data":{{"i":{i},"p":"{"x" * 60}"}}}}'
+                    for i in range(start, end)
+                )
                 status, body = await p.post("/api/v1/push/batch", f'{{"messages":[{items}]}}'.encode())
                 if status != 200 or body.count(b'"status":202') != end - start:
                     raise RuntimeError(f"recovery: batch push refused ({status}): {body[:200]!r}")
 
             for s in range(0, k, 400):
-                await asyncio.gather(*(batch(ps[j], a, min(a + 100, k)) for j, a in enumerate(range(s, min(s + 400, k), 100))))
+                await asyncio.gather(
+                    *(batch(ps[j], a, min(a + 100, k)) for j, a in enumerate(range(s, min(s + 400, k), 100)))
+                )
 
 
 async def wait_for(clients: list[L.Client], timeout: float) -> float | None:
@@ -93,9 +99,13 @@ async def replay_trials(ctx: Ctx, channel: str, epoch: str, k: int, flush: bool)
             sub, done = {"error": str(exc)}, None
         c.close()
         if done is None:  # a failed trial counts as infinitely slow in the median
-            out.append({"ms": None, "received": c.messages, "error": sub.get("error") or f"closes {dict(c.stats.closes)}"})
+            out.append(
+                {"ms": None, "received": c.messages, "error": sub.get("error") or f"closes {dict(c.stats.closes)}"}
+            )
             continue
-        out.append({"ms": round((done - t0) * 1000, 2), "recovered": sub.get("recovered"), "replayed": sub.get("replayed")})
+        out.append(
+            {"ms": round((done - t0) * 1000, 2), "recovered": sub.get("recovered"), "replayed": sub.get("replayed")}
+        )
     return out
 
 
@@ -120,15 +130,21 @@ async def scenario(ctx: Ctx, args: argparse.Namespace, notes: h.Notes) -> dict[s
         for flush in (False, True):
             trials = await replay_trials(ctx, ch, epoch, k, flush)
             med = median_ms(trials)
-            print(f"  K={k:>6,} from {'database' if flush else 'redis   '}: {med} ms (trials {[t['ms'] for t in trials]})",
-                  flush=True)
+            print(
+                f"  K={k:>6,} from {'database' if flush else 'redis   '}: {med} ms (trials {[t['ms'] for t in trials]})",
+                flush=True,
+            )
             failed = [t for t in trials if t["ms"] is None]
             if failed:
-                notes.add(f"recovery K={k} from {'database' if flush else 'redis'}: {len(failed)} of {TRIALS} trials "
-                          f"failed: {failed[0]['error']} after {failed[0]['received']} messages")
+                notes.add(
+                    f"recovery K={k} from {'database' if flush else 'redis'}: {len(failed)} of {TRIALS} trials "
+                    f"failed: {failed[0]['error']} after {failed[0]['received']} messages"
+                )
             elif any(t["recovered"] is not True for t in trials):
                 notes.add(f"recovery K={k} flush={flush}: recovered was not true: {trials}")
-            res["replay"].append({"k": k, "source": "database" if flush else "redis", "trials": trials, "median_ms": med})
+            res["replay"].append(
+                {"k": k, "source": "database" if flush else "redis", "trials": trials, "median_ms": med}
+            )
     # herd: everyone 100 behind the top of room.herd
     sub = await ctx.subscribed(watcher, "room.herd")
     watcher.messages, watcher.target, watcher.done_at = 0, HERD_MISSED, 0.0
@@ -144,7 +160,7 @@ async def scenario(ctx: Ctx, args: argparse.Namespace, notes: h.Notes) -> dict[s
         async with sem:
             try:
                 c = await ctx.client(f"h{i}")
-            except Exception as exc:  # noqa: BLE001 - judged below
+            except Exception as exc:
                 failed.append(str(exc)[:80])
                 return
             c.target = HERD_MISSED
@@ -161,10 +177,18 @@ async def scenario(ctx: Ctx, args: argparse.Namespace, notes: h.Notes) -> dict[s
     watcher.close()
     if failed:
         notes.add(f"recovery herd: {len(failed)} of {args.herd} clients failed to connect, e.g. {failed[0]}")
-    res["herd"] = {"clients": args.herd, "missed_each": HERD_MISSED, "connected_s": round(connected, 2),
-                   "caught_up": caught, "all_caught_up_s": round(done - t0, 2) if done else None}
-    print(f"  herd of {args.herd:,}: all connected in {connected:.1f} s, {caught:,} caught up"
-          f"{f' in {done - t0:.2f} s' if done else ' (not all within 60 s)'}", flush=True)
+    res["herd"] = {
+        "clients": args.herd,
+        "missed_each": HERD_MISSED,
+        "connected_s": round(connected, 2),
+        "caught_up": caught,
+        "all_caught_up_s": round(done - t0, 2) if done else None,
+    }
+    print(
+        f"  herd of {args.herd:,}: all connected in {connected:.1f} s, {caught:,} caught up"
+        f"{f' in {done - t0:.2f} s' if done else ' (not all within 60 s)'}",
+        flush=True,
+    )
     if done is None:
         notes.add(f"recovery herd: only {caught} of {args.herd} clients caught up within 60 s")
     return res
@@ -179,6 +203,14 @@ def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
             errors = server.log_errors()
             if errors:
                 notes.add(f"recovery: server logged errors, e.g. {errors[0][:160]}")
-    return {"settings": {"k": args.recovery_k, "trials": TRIALS, "herd": args.herd, "herd_missed": HERD_MISSED,
-                         "backend": b.label}, "targets_ms": {"redis_1000": 100, "database_10000": 1000, "herd": 10000},
-            **out}
+    return {
+        "settings": {
+            "k": args.recovery_k,
+            "trials": TRIALS,
+            "herd": args.herd,
+            "herd_missed": HERD_MISSED,
+            "backend": b.label,
+        },
+        "targets_ms": {"redis_1000": 100, "database_10000": 1000, "herd": 10000},
+        **out,
+    }

@@ -25,14 +25,24 @@ def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
         if server not in ("pushwire", "pushwire-unicast"):
             continue
         kind = "broadcast" if server == "pushwire" else "unicast"
-        for key, what in (("sustainable_per_s", "sustainable (p99 ≤ 100 ms)"),
-                          ("throughput_per_s", "throughput (≥ 99.9 % delivered, any p99)")):
+        for key, what in (
+            ("sustainable_per_s", "sustainable (p99 ≤ 100 ms)"),
+            ("throughput_per_s", "throughput (≥ 99.9 % delivered, any p99)"),
+        ):
             v = r.get(key)
             peer, lim, ceil = (fo.get((k, n), {}).get(key) for k in (PEER, LIMIT, CEILING))
-            row = {"figure": f"{kind} fan-out, {n:,} clients, {what}", "value": v,
-                   "unit": "deliveries/s", "peer": peer, "limit": lim, "ceiling": ceil,
-                   "vs_peer": _ratio(v, peer), "vs_limit": _ratio(v, lim), "vs_ceiling": _ratio(v, ceil),
-                   "generator_bound": r["generator_bound"]}
+            row = {
+                "figure": f"{kind} fan-out, {n:,} clients, {what}",
+                "value": v,
+                "unit": "deliveries/s",
+                "peer": peer,
+                "limit": lim,
+                "ceiling": ceil,
+                "vs_peer": _ratio(v, peer),
+                "vs_limit": _ratio(v, lim),
+                "vs_ceiling": _ratio(v, ceil),
+                "generator_bound": r["generator_bound"],
+            }
             if key == "throughput_per_s" and r.get("throughput_p99_ms") is not None:
                 row["detail"] = f"p99 there {r['throughput_p99_ms']} ms"
             if server == "pushwire" and n >= 5000:
@@ -41,9 +51,13 @@ def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(row)
     for rate in sc.get("e2e", {}).get("rates", []):
         m = rate["median"]
-        row = {"figure": f"end-to-end p99, {rate['rate']:,} pushes/s (durable path)", "value": m["p99_ms"], "unit": "ms",
-               "detail": f"p50 {m['p50_ms']} · p99.9 {m['p999_ms']} · max {m['max_ms']} ms",
-               "generator_bound": rate["generator_bound"]}
+        row = {
+            "figure": f"end-to-end p99, {rate['rate']:,} pushes/s (durable path)",
+            "value": m["p99_ms"],
+            "unit": "ms",
+            "detail": f"p50 {m['p50_ms']} · p99.9 {m['p999_ms']} · max {m['max_ms']} ms",
+            "generator_bound": rate["generator_bound"],
+        }
         if rate["rate"] == 1000:
             row.update(target="≤ 20 ms", met=m["p99_ms"] <= 20)
         rows.append(row)
@@ -53,9 +67,17 @@ def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
         if server != "pushwire":
             continue
         peer, lim, ceil = (by.get((k, comp, n)) for k in (PEER, LIMIT, CEILING))
-        row = {"figure": f"memory per idle connection, {n:,}, compression {'on' if comp else 'off'}", "value": v,
-               "unit": "KiB", "peer": peer, "limit": lim, "ceiling": ceil if not comp else None,
-               "vs_peer": _ratio(v, peer), "vs_limit": _ratio(v, lim), "vs_ceiling": _ratio(v, ceil) if not comp else None}
+        row = {
+            "figure": f"memory per idle connection, {n:,}, compression {'on' if comp else 'off'}",
+            "value": v,
+            "unit": "KiB",
+            "peer": peer,
+            "limit": lim,
+            "ceiling": ceil if not comp else None,
+            "vs_peer": _ratio(v, peer),
+            "vs_limit": _ratio(v, lim),
+            "vs_ceiling": _ratio(v, ceil) if not comp else None,
+        }
         if not comp:
             row.update(target="≤ 16 KiB", met=v <= 16)
         rows.append(row)
@@ -65,9 +87,13 @@ def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
     for r in rec.get("replay", []):
         # the limit: the time redis-benchmark's LRANGE_100 throughput needs to return K entries
         lim_ms = round(1000.0 * r["k"] / (100 * lr), 2) if lr else None
-        row = {"figure": f"replay {r['k']:,} missed from {r['source']}", "value": r["median_ms"], "unit": "ms",
-               "limit": lim_ms if r["source"] == "redis" else None,
-               "vs_limit": _ratio(r["median_ms"], lim_ms) if r["source"] == "redis" else None}
+        row = {
+            "figure": f"replay {r['k']:,} missed from {r['source']}",
+            "value": r["median_ms"],
+            "unit": "ms",
+            "limit": lim_ms if r["source"] == "redis" else None,
+            "vs_limit": _ratio(r["median_ms"], lim_ms) if r["source"] == "redis" else None,
+        }
         v = r["median_ms"]
         if r["k"] == 1000 and r["source"] == "redis":
             row.update(target="≤ 100 ms", met=v is not None and v <= 100)
@@ -80,16 +106,31 @@ def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if rec.get("herd"):
         hd = rec["herd"]
         v = hd["all_caught_up_s"]
-        rows.append({"figure": f"herd of {hd['clients']:,} reconnecting, {hd['missed_each']} missed each, all caught up",
-                     "value": v, "unit": "s", "target": "≤ 10 s", "met": v is not None and v <= 10,
-                     "detail": f"connected in {hd['connected_s']} s; {hd['caught_up']:,} caught up"})
+        rows.append(
+            {
+                "figure": f"herd of {hd['clients']:,} reconnecting, {hd['missed_each']} missed each, all caught up",
+                "value": v,
+                "unit": "s",
+                "target": "≤ 10 s",
+                "met": v is not None and v <= 10,
+                "detail": f"connected in {hd['connected_s']} s; {hd['caught_up']:,} caught up",
+            }
+        )
     for r in sc.get("push_api", {}).get("runs", []):
         for mode in ("single", "batch"):
             if mode in r:
                 x = r[mode]
-                rows.append({"figure": f"push API, {mode} ({r['label']})", "value": x["messages_per_s"],
-                             "unit": "messages/s", "target": f"≥ {x['target']:,} (issue 2)", "met": x["meets_target"],
-                             "detail": f"p50 {x['p50_ms']} · p99 {x['p99_ms']} ms", "generator_bound": x["generator_bound"]})
+                rows.append(
+                    {
+                        "figure": f"push API, {mode} ({r['label']})",
+                        "value": x["messages_per_s"],
+                        "unit": "messages/s",
+                        "target": f"≥ {x['target']:,} (issue 2)",
+                        "met": x["meets_target"],
+                        "detail": f"p50 {x['p50_ms']} · p99 {x['p99_ms']} ms",
+                        "generator_bound": x["generator_bound"],
+                    }
+                )
     return rows
 
 
@@ -107,36 +148,53 @@ def _c(v: Any) -> str:
 
 def markdown(doc: dict[str, Any], pngs: list[str]) -> str:
     m = doc["machine"]
-    out = [f"## Benchmark results — {doc['started_at'][:16].replace('T', ' ')} UTC", "",
-           f"`{doc['command']}` on {m['cpus']} × {m['cpu_model']}, Python {m['python']}; every server alone on CPU "
-           f"{m['server_cpu']} with one worker, generator and publisher on CPU {m['generator_cpu']}. "
-           f"**Shared machine**: {doc['shared_machine']} — figures are noisy. Medians of 3 trials.", "",
-           "| figure | Pushwire | target | met | peer (socketio) | × peer | limit (websockets) | × limit "
-           "| picows ceiling | × ceiling | notes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        f"## Benchmark results — {doc['started_at'][:16].replace('T', ' ')} UTC",
+        "",
+        f"`{doc['command']}` on {m['cpus']} × {m['cpu_model']}, Python {m['python']}; every server alone on CPU "
+        f"{m['server_cpu']} with one worker, generator and publisher on CPU {m['generator_cpu']}. "
+        f"**Shared machine**: {doc['shared_machine']} — figures are noisy. Medians of 3 trials.",
+        "",
+        "| figure | Pushwire | target | met | peer (socketio) | × peer | limit (websockets) | × limit "
+        "| picows ceiling | × ceiling | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in doc["summary"]:
         note = r.get("detail", "")
         if r.get("generator_bound"):
             note = (note + "; " if note else "") + "generator-bound"
-        out.append(f"| {r['figure']} | {_c(r['value'])} {r['unit']} | {r.get('target', '–')} | {_c(r.get('met'))} | "
-                   f"{_c(r.get('peer'))} | {_c(r.get('vs_peer'))} | {_c(r.get('limit'))} | {_c(r.get('vs_limit'))} | "
-                   f"{_c(r.get('ceiling'))} | {_c(r.get('vs_ceiling'))} | {note} |")
+        out.append(
+            f"| {r['figure']} | {_c(r['value'])} {r['unit']} | {r.get('target', '–')} | {_c(r.get('met'))} | "
+            f"{_c(r.get('peer'))} | {_c(r.get('vs_peer'))} | {_c(r.get('limit'))} | {_c(r.get('vs_limit'))} | "
+            f"{_c(r.get('ceiling'))} | {_c(r.get('vs_ceiling'))} | {note} |"
+        )
     fo = doc["scenarios"].get("fanout", {}).get("runs", [])
     if fo:
-        out += ["", "### Fan-out per server: sustainable (≥ 99.9 % delivered, p99 ≤ 100 ms) and throughput "
-                "(≥ 99.9 % delivered, any p99)", "",
-                "| server | clients | sustainable deliveries/s | throughput deliveries/s | p99 at throughput ms | "
-                "peak delivered/s | srv CPU % at sustainable | gen CPU % | generator-bound |",
-                "|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            "",
+            "### Fan-out per server: sustainable (≥ 99.9 % delivered, p99 ≤ 100 ms) and throughput "
+            "(≥ 99.9 % delivered, any p99)",
+            "",
+            "| server | clients | sustainable deliveries/s | throughput deliveries/s | p99 at throughput ms | "
+            "peak delivered/s | srv CPU % at sustainable | gen CPU % | generator-bound |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in sorted(fo, key=lambda r: (r["clients"], r["server"])):
             best = next((s for s in reversed(r["steps"]) if s["median"]["sustainable"]), None)
             gen = best["median"]["cpu_pct"]["generator"] if best else None
-            out.append(f"| {r['server']} | {r['clients']:,} | {_c(r['sustainable_per_s'])} | {_c(r.get('throughput_per_s'))} | "
-                       f"{_c(r.get('throughput_p99_ms'))} | {_c(r['peak_per_s'])} | "
-                       f"{_c(r['server_cpu_at_sustainable'])} | {_c(gen)} | {_c(r['generator_bound'])} |")
+            out.append(
+                f"| {r['server']} | {r['clients']:,} | {_c(r['sustainable_per_s'])} | {_c(r.get('throughput_per_s'))} | "
+                f"{_c(r.get('throughput_p99_ms'))} | {_c(r['peak_per_s'])} | "
+                f"{_c(r['server_cpu_at_sustainable'])} | {_c(gen)} | {_c(r['generator_bound'])} |"
+            )
     lim = doc["scenarios"].get("limits", {}).get("requests_per_s")
     if lim:
-        out += ["", "redis-benchmark (the cache's limit, 50 connections, 100-byte values): "
-                + ", ".join(f"{k.split(' ')[0]} {v:,.0f}/s" for k, v in lim.items() if "needed" not in k) + "."]
+        out += [
+            "",
+            "redis-benchmark (the cache's limit, 50 connections, 100-byte values): "
+            + ", ".join(f"{k.split(' ')[0]} {v:,.0f}/s" for k, v in lim.items() if "needed" not in k)
+            + ".",
+        ]
     notes = [f"- {name}: {n}" for name, s in doc["scenarios"].items() for n in s.get("notes", [])]
     if doc.get("failed"):
         notes += [f"- **{name} FAILED**: {why[:300]}" for name, why in doc["failed"].items()]

@@ -19,17 +19,32 @@ from pathlib import Path
 
 from bench import harness as h
 
-PEERS = {"websockets": "bench.peers.websockets_server", "picows": "bench.peers.picows_server",
-         "socketio": "bench.peers.socketio_server"}
-LABELS = {"pushwire": "Pushwire", "socketio": "python-socketio (peer)", "websockets": "websockets broadcast() (limit)",
-          "picows": "picows (generator ceiling)"}
+PEERS = {
+    "websockets": "bench.peers.websockets_server",
+    "picows": "bench.peers.picows_server",
+    "socketio": "bench.peers.socketio_server",
+}
+LABELS = {
+    "pushwire": "Pushwire",
+    "socketio": "python-socketio (peer)",
+    "websockets": "websockets broadcast() (limit)",
+    "picows": "picows (generator ceiling)",
+}
 
 
 class Proc:
     """A pinned server subprocess with `pid` and `port`; a context manager."""
 
-    def __init__(self, name: str, module: str, *, env: dict[str, str] | None = None, deflate: bool = False,
-                 health: str | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        module: str,
+        *,
+        env: dict[str, str] | None = None,
+        deflate: bool = False,
+        health: str | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.port = h.free_port()
         self.health = health
@@ -48,8 +63,15 @@ class Proc:
 
     def start(self, timeout: float = 30.0) -> Proc:
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child's log for its lifetime
-        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
-                                     preexec_fn=h.raise_nofile, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.cmd,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=h.raise_nofile,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -98,5 +98,3 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     app.state.runtime = runtime
     app.state.sampler = sampler
     return app
-
-

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pushwire import __version__
 from pushwire.accounts.service import AccountService
 from pushwire.messaging.epochs import EpochSeed
+from pushwire.messaging.group_commit import GroupCommit
 from pushwire.messaging.history import History
 from pushwire.messaging.hot_history import HotHistory
 from pushwire.messaging.publish import Publisher
-from pushwire.messaging.group_commit import GroupCommit
 from pushwire.messaging.relay import OutboxRelay
 from pushwire.messaging.retention import RetentionSweeper
 from pushwire.metrics import Metrics
@@ -100,7 +100,12 @@ class Runtime:
         tracer = tracing.tracer
         publisher = Publisher(db, epochs, tracer, tracing.store)
         connections = Connections(
-            hub, Recovery(history, hot), AckStore(db, cache), presence, settings.instance_id, settings.heartbeat,
+            hub,
+            Recovery(history, hot),
+            AckStore(db, cache),
+            presence,
+            settings.instance_id,
+            settings.heartbeat,
             ack_tracer=tracing.acks,
         )
         return cls(
@@ -119,10 +124,24 @@ class Runtime:
             connections=connections,
             poller=Poller(connections, CursorCodec(settings.secret_key)),
             config=LiveConfig(backends.registry, {"heartbeat": settings.heartbeat, "push_enabled": True}),
-            relay=OutboxRelay(db, backends.bus, hot, backends.registry, wakeup, settings.kafka_topic_prefix,
-                              tracer, settings.instance_id),
-            router=Router(backends.bus, hub, settings.kafka_topic_prefix, group=f"router-{settings.instance_id}",
-                          metrics=metrics, tracer=RouteTracer(tracer, tracing.acks, settings.instance_id)),
+            relay=OutboxRelay(
+                db,
+                backends.bus,
+                hot,
+                backends.registry,
+                wakeup,
+                settings.kafka_topic_prefix,
+                tracer,
+                settings.instance_id,
+            ),
+            router=Router(
+                backends.bus,
+                hub,
+                settings.kafka_topic_prefix,
+                group=f"router-{settings.instance_id}",
+                metrics=metrics,
+                tracer=RouteTracer(tracer, tracing.acks, settings.instance_id),
+            ),
             tracing=tracing,
             read_sync=read_sync,
             retention=RetentionSweeper(db, backends.registry),
@@ -180,7 +199,7 @@ class Runtime:
             await self.relay.stop()
             await self.presence.remove_instance(self.settings.instance_id)
             await self.backends.registry.deregister()
-        except Exception:  # noqa: BLE001 - shutdown continues whatever failed
+        except Exception:
             log.exception("error while stopping")
         finally:
             with contextlib.suppress(Exception):
@@ -226,5 +245,5 @@ class Runtime:
                     # Polling clients that stopped polling, and routes of instances that died.
                     await self.presence.sweep(dt.timedelta(seconds=max(60, 3 * heartbeat)))
                     await self.backends.registry.update(self.instance_info())
-            except Exception:  # noqa: BLE001 - a failed beat must not end the loop
+            except Exception:
                 log.exception("liveness tick failed")

@@ -25,6 +25,20 @@ REGISTRY_SCHEMES = ("local", "etcd")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./pushwire.db"
 
 
+class LimitMaxima(msgspec.Struct, frozen=True, kw_only=True):
+    """Platform ceilings for app limits: a tenant admin can set values up to these, never above;
+    an operator sets them per deployment (PUSHWIRE_MAX_<LIMIT>). Field names match AppLimits."""
+
+    max_token_lifetime: int = 7 * 86_400
+    max_connections: int = 100_000
+    max_connections_per_user: int = 100
+    push_rate: int = 10_000
+    push_burst: int = 20_000
+    max_payload_bytes: int = 1_048_576
+    hot_history_size: int = 10_000
+    retention_days: int = 3_650
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = DEFAULT_DATABASE_URL
     cache_url: str = "memory://"
@@ -47,6 +61,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat: int = 25
     metrics_token: str = ""
     demo: bool = False
+    # uvicorn's access log: off by default (a line per request costs CPU, and URLs may carry tokens).
+    access_log: bool = False
+    limit_maxima: LimitMaxima = LimitMaxima()
 
     @property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -62,7 +79,8 @@ def _check_url(setting: str, value: str, schemes: tuple[str, ...]) -> None:
         raise SettingsError(setting, f"malformed URL {value!r} ({exc})") from None
     if parts.scheme not in schemes:
         raise SettingsError(
-            setting, f"unknown scheme {parts.scheme!r} in {value!r}; expected one of {', '.join(s + '://' for s in schemes)}"
+            setting,
+            f"unknown scheme {parts.scheme!r} in {value!r}; expected one of {', '.join(s + '://' for s in schemes)}",
         )
     needs_host = parts.scheme in ("redis", "kafka", "etcd", "mysql+asyncmy")
     if needs_host and not parts.netloc.rpartition("@")[2]:
@@ -70,7 +88,9 @@ def _check_url(setting: str, value: str, schemes: tuple[str, ...]) -> None:
     if parts.scheme == "mysql+asyncmy" and not parts.path.strip("/"):
         raise SettingsError(setting, f"{value!r} names no database (mysql+asyncmy://user:pass@host:3306/pushwire)")
     if parts.scheme == "sqlite+aiosqlite" and not value.startswith("sqlite+aiosqlite:///"):
-        raise SettingsError(setting, f"{value!r}: use sqlite+aiosqlite:///relative.db or sqlite+aiosqlite:////abs/path.db")
+        raise SettingsError(
+            setting, f"{value!r}: use sqlite+aiosqlite:///relative.db or sqlite+aiosqlite:////abs/path.db"
+        )
     if parts.scheme == "kafka":
         for host in parts.netloc.split(","):
             h, _, port = host.rpartition(":")
@@ -185,4 +205,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         heartbeat=_int(env, "PUSHWIRE_HEARTBEAT", 25, 1, 600),
         metrics_token=env.get("PUSHWIRE_METRICS_TOKEN", ""),
         demo=_bool(env, "PUSHWIRE_DEMO", False),
+        access_log=_bool(env, "PUSHWIRE_ACCESS_LOG", False),
+        limit_maxima=_limit_maxima(env),
     )
+
+
+def _limit_maxima(env: Mapping[str, str]) -> LimitMaxima:
+    defaults = LimitMaxima()
+    values = {}
+    for name in LimitMaxima.__struct_fields__:
+        var = "PUSHWIRE_MAX_" + name.upper().removeprefix("MAX_")
+        values[name] = _int(env, var, getattr(defaults, name), 1, 2_000_000_000)
+    return LimitMaxima(**values)

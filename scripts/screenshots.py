@@ -40,6 +40,7 @@ def _port() -> int:
 
 async def _client(url: str, stop: asyncio.Event) -> None:
     async with websockets.connect(url) as ws:
+
         async def pong() -> None:
             async for raw in ws:
                 frame = json.loads(raw)
@@ -48,6 +49,7 @@ async def _client(url: str, stop: asyncio.Event) -> None:
                 elif frame.get("type") == "message" and frame["channel"].startswith("user."):
                     # Acknowledged like a real app's client would, so traces end with client.ack.
                     await ws.send(json.dumps({"type": "ack", "channel": frame["channel"], "offset": frame["offset"]}))
+
         task = asyncio.create_task(pong())
         await ws.send(json.dumps({"type": "subscribe", "channel": "room.lobby"}))
         await stop.wait()
@@ -70,7 +72,9 @@ async def main() -> None:
     await asyncio.to_thread(upgrade, db)
     app = create_app(load_settings({"PUSHWIRE_DATABASE_URL": db, "PUSHWIRE_SECRET_KEY": "screenshots-secret-key-0123"}))
     port = _port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning")
+    )
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.05)
@@ -79,20 +83,28 @@ async def main() -> None:
     stop = asyncio.Event()
     try:
         tenant = await runtime.tenancy.create_tenant("acme")
-        created = await runtime.tenancy.create_app(tenant.tenant_id, "chat", ["https://chat.acme.example"],
-                                                   AppLimits(push_rate=10_000, push_burst=10_000))
+        created = await runtime.tenancy.create_app(
+            tenant.tenant_id, "chat", ["https://chat.acme.example"], AppLimits(push_rate=10_000, push_burst=10_000)
+        )
         await runtime.tenancy.create_app(tenant.tenant_id, "dashboards")
         await runtime.accounts.create_user(EMAIL, PASSWORD, "operator", None)
         key, secret = created.client_key.kid, created.client_key.secret or ""
-        clients = [
-            asyncio.create_task(_client(f"ws://127.0.0.1:{port}/api/v1/ws?token="
-                                        + mint_token(created.app_id, u, key, secret, 3600, ["room.*"]), stop))
+        clients = [  # noqa: F841 - held so the client tasks are not garbage-collected
+            asyncio.create_task(
+                _client(
+                    f"ws://127.0.0.1:{port}/api/v1/ws?token="
+                    + mint_token(created.app_id, u, key, secret, 3600, ["room.*"]),
+                    stop,
+                )
+            )
             for u in USERS
         ]
         await asyncio.sleep(1)
         async with AsyncServerClient(base, created.server_key.key_id, created.server_key.secret or "") as push:
             for i in range(40):
-                await push.push(channels=["room.lobby"], event="chat", data={"from": USERS[i % 5], "text": f"hello #{i}"})
+                await push.push(
+                    channels=["room.lobby"], event="chat", data={"from": USERS[i % 5], "text": f"hello #{i}"}
+                )
                 await push.push(users=[USERS[i % 5]], event="notice", data={"unread": i})
                 await asyncio.sleep(0.05)
             last = await push.push(users=["ada"], event="invoice.paid", data={"invoice": "INV-1042", "amount": 129.5})

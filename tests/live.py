@@ -48,7 +48,9 @@ class LiveServer:
     def app_id(self) -> str:
         return self.created.app_id
 
-    def token(self, user: str, channels: list[str] | None = None, ttl: int = 600, created: AppCreated | None = None) -> str:
+    def token(
+        self, user: str, channels: list[str] | None = None, ttl: int = 600, created: AppCreated | None = None
+    ) -> str:
         c = created or self.created
         assert c.client_key.secret
         return mint_token(c.app_id, user, c.client_key.kid, c.client_key.secret, ttl, channels or [])
@@ -67,8 +69,8 @@ class LiveServer:
 async def backend_env(request: Any, tmp_path: Any, **extra: str) -> dict[str, str]:
     """Settings for a fixture parametrised over "single" (a migrated SQLite file + memory backends)
     and "mariadb+redis" (the session's MariaDB database and the tests' Redis database)."""
-    from pushwire.storage.migrate import upgrade  # noqa: PLC0415 - only fixtures need it
-    from tests.services import REDIS_URL  # noqa: PLC0415
+    from pushwire.storage.migrate import upgrade
+    from tests.services import REDIS_URL
 
     env = {"PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789", **extra}
     if request.param == "single":
@@ -105,7 +107,9 @@ async def live_server(env: dict[str, str]) -> AsyncIterator[LiveServer]:
         await asyncio.sleep(0.02)
     runtime: Runtime = app.state.runtime
     tenant = await runtime.tenancy.create_tenant(unique("tenant"))
-    created = await runtime.tenancy.create_app(tenant.tenant_id, "web", limits=AppLimits(push_rate=100_000, push_burst=100_000))
+    created = await runtime.tenancy.create_app(
+        tenant.tenant_id, "web", limits=AppLimits(push_rate=100_000, push_burst=100_000)
+    )
     live = LiveServer(app, runtime, port, tenant.tenant_id, created, server, task)
     try:
         yield live

@@ -44,7 +44,7 @@ def depends_on(service: dict) -> dict[str, str]:
     """Service name -> condition (short list form means service_started)."""
     deps = service.get("depends_on") or {}
     if isinstance(deps, list):
-        return {name: "service_started" for name in deps}
+        return dict.fromkeys(deps, "service_started")
     return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
 
 

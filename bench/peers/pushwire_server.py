@@ -19,5 +19,13 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     a = p.parse_args()
-    uvicorn.run(create_app(settings_or_exit()), host="127.0.0.1", port=a.port, log_level="warning",
-                ws="websockets-sansio", ws_per_message_deflate=True, ws_max_size=64 * 1024, lifespan="on")
+    uvicorn.run(
+        create_app(settings_or_exit()),
+        host="127.0.0.1",
+        port=a.port,
+        log_level="warning",
+        ws="websockets-sansio",
+        ws_per_message_deflate=True,
+        ws_max_size=64 * 1024,
+        lifespan="on",
+    )

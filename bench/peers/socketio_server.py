@@ -32,5 +32,12 @@ if __name__ == "__main__":
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--deflate", action="store_true")
     a = p.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning", ws="websockets-sansio",
-                ws_per_message_deflate=a.deflate, backlog=4096)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=a.port,
+        log_level="warning",
+        ws="websockets-sansio",
+        ws_per_message_deflate=a.deflate,
+        backlog=4096,
+    )

@@ -31,8 +31,15 @@ async def handler(ws: ServerConnection) -> None:
 
 
 async def main(port: int, deflate: bool) -> None:
-    async with serve(handler, "127.0.0.1", port, compression="deflate" if deflate else None, ping_interval=None,
-                     max_size=2**16, backlog=4096):
+    async with serve(
+        handler,
+        "127.0.0.1",
+        port,
+        compression="deflate" if deflate else None,
+        ping_interval=None,
+        max_size=2**16,
+        backlog=4096,
+    ):
         await asyncio.Future()
 
 

@@ -21,6 +21,7 @@ def _check_enabled(runtime: Runtime) -> None:
     if not runtime.push_enabled:
         raise ApiError(503, "unavailable", "publishing is paused by the operators", headers={"Retry-After": "5"})
 
+
 MAX_BATCH = 100
 _BATCH_DECODER = msgspec.json.Decoder(BatchBody)
 _DOC = "Signed with a server key (X-Pushwire-Key, -Timestamp, -Nonce, -Signature); scope `push`."
@@ -39,8 +40,13 @@ async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[Pu
     with push_span(runtime.tracing.tracer, "/api/v1/push", incoming) as span:
         caller, body = await signed_caller(request, runtime, "push")
         if span.is_recording():
-            span.set_attributes({"app_id": caller.app_id, "tenant_id": caller.app.tenant_id,
-                                 "instance_id": runtime.settings.instance_id})
+            span.set_attributes(
+                {
+                    "app_id": caller.app_id,
+                    "tenant_id": caller.app.tenant_id,
+                    "instance_id": runtime.settings.instance_id,
+                }
+            )
         _check_enabled(runtime)
         await runtime.auth.take_push_tokens(caller)
         req = parse_push(body, caller.app, downstream_traceparent(span))
@@ -49,9 +55,18 @@ async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[Pu
         if not result.duplicate:
             runtime.metrics.message_in(caller.app_id, 1)
         if span.is_recording():
-            span.set_attributes({"message_id": result.id, "channel": list(req.channels), "event": req.event,
-                                 "duplicate": result.duplicate, "http.response.status_code": 202})
-    return Response(PushAccepted(id=result.id, deliveries=result.deliveries, duplicate=result.duplicate), status_code=202)
+            span.set_attributes(
+                {
+                    "message_id": result.id,
+                    "channel": list(req.channels),
+                    "event": req.event,
+                    "duplicate": result.duplicate,
+                    "http.response.status_code": 202,
+                }
+            )
+    return Response(
+        PushAccepted(id=result.id, deliveries=result.deliveries, duplicate=result.duplicate), status_code=202
+    )
 
 
 @post(
@@ -66,8 +81,13 @@ async def push_batch(request: Request[Any, Any, Any], runtime: Runtime) -> Batch
     with push_span(runtime.tracing.tracer, "/api/v1/push/batch", incoming) as span:
         caller, body = await signed_caller(request, runtime, "push")
         if span.is_recording():
-            span.set_attributes({"app_id": caller.app_id, "tenant_id": caller.app.tenant_id,
-                                 "instance_id": runtime.settings.instance_id})
+            span.set_attributes(
+                {
+                    "app_id": caller.app_id,
+                    "tenant_id": caller.app.tenant_id,
+                    "instance_id": runtime.settings.instance_id,
+                }
+            )
         return await _batch(runtime, caller, body, downstream_traceparent(span))
 
 
@@ -78,8 +98,12 @@ async def _batch(runtime: Runtime, caller: Caller, body: bytes, traceparent: str
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise decode_error(exc) from None
     if not 1 <= len(batch.messages) <= MAX_BATCH:
-        raise ApiError(422, "invalid_request", f"give 1..{MAX_BATCH} messages",
-                       [{"field": "$.messages", "message": f"got {len(batch.messages)}"}])
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"give 1..{MAX_BATCH} messages",
+            [{"field": "$.messages", "message": f"got {len(batch.messages)}"}],
+        )
     items: list[BatchItem | None] = [None] * len(batch.messages)
     valid: list[tuple[int, PublishRequest]] = []
     for i, raw in enumerate(batch.messages):

@@ -46,13 +46,21 @@ async def presence_bulk(
     caller, _ = await signed_caller(request, runtime, "presence:read")
     user = user or []
     if not 1 <= len(user) <= MAX_BULK_USERS:
-        raise ApiError(422, "invalid_request", f"give 1..{MAX_BULK_USERS} user parameters",
-                       [{"field": "user", "message": f"got {len(user)}"}])
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"give 1..{MAX_BULK_USERS} user parameters",
+            [{"field": "user", "message": f"got {len(user)}"}],
+        )
     _check_users(user)
     return BulkPresence(users=[_presence(p) for p in await runtime.presence.users(caller.app_id, user)])
 
 
-@get("/api/v1/channels/{channel:str}/history", tags=["server API"], summary="Channel history, oldest first; scope history:read")
+@get(
+    "/api/v1/channels/{channel:str}/history",
+    tags=["server API"],
+    summary="Channel history, oldest first; scope history:read",
+)
 async def history(
     request: Request[Any, Any, Any],
     runtime: Runtime,

@@ -24,8 +24,10 @@ def decode_error(exc: msgspec.DecodeError | msgspec.ValidationError) -> ApiError
     text = str(exc)
     field = text.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in text else "$"
     kind = "schema" if isinstance(exc, msgspec.ValidationError) else "json"
-    return invalid("request body is not valid JSON" if kind == "json" else "request body does not match the schema",
-                   [{"field": field, "message": text.split(" - at `")[0]}])
+    return invalid(
+        "request body is not valid JSON" if kind == "json" else "request body does not match the schema",
+        [{"field": field, "message": text.split(" - at `")[0]}],
+    )
 
 
 def parse_push(raw: bytes, app: AppView, traceparent: str | None = None) -> PublishRequest:
@@ -38,8 +40,15 @@ def parse_push(raw: bytes, app: AppView, traceparent: str | None = None) -> Publ
 
 def to_request(body: PushBody, app: AppView, traceparent: str | None) -> PublishRequest:
     details: list[dict[str, Any]] = []
-    targets = [name for name, given in (("channels", body.channels is not None), ("users", body.users is not None),
-                                         ("broadcast", body.broadcast)) if given]
+    targets = [
+        name
+        for name, given in (
+            ("channels", body.channels is not None),
+            ("users", body.users is not None),
+            ("broadcast", body.broadcast),
+        )
+        if given
+    ]
     if len(targets) != 1:
         raise invalid(
             "give exactly one target: channels, users or broadcast",
@@ -49,12 +58,18 @@ def to_request(body: PushBody, app: AppView, traceparent: str | None) -> Publish
     if body.channels is not None:
         channels = body.channels
         _check_count("channels", channels, details)
-        details += [{"field": f"$.channels[{i}]", "message": f"invalid channel name {c!r}"}
-                    for i, c in enumerate(channels) if not is_channel(c)]
+        details += [
+            {"field": f"$.channels[{i}]", "message": f"invalid channel name {c!r}"}
+            for i, c in enumerate(channels)
+            if not is_channel(c)
+        ]
     elif body.users is not None:
         _check_count("users", body.users, details)
-        details += [{"field": f"$.users[{i}]", "message": f"invalid user id {u!r}"}
-                    for i, u in enumerate(body.users) if not is_user_id(u)]
+        details += [
+            {"field": f"$.users[{i}]", "message": f"invalid user id {u!r}"}
+            for i, u in enumerate(body.users)
+            if not is_user_id(u)
+        ]
         channels = [personal_channel(u) for u in body.users]
     else:
         channels = [BROADCAST]

@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -47,7 +47,7 @@ _TRANSIENT = (KafkaError, OSError, TimeoutError)
 
 def _leave_group_at_generation_zero(consumer: AIOKafkaConsumer) -> None:
     """Make stop() send LeaveGroup even when the broker numbered our generation 0 (Tansu)."""
-    coordinator = consumer._coordinator  # noqa: SLF001 - aiokafka pinned <0.15
+    coordinator = consumer._coordinator
     if coordinator is None:
         return
     original = coordinator._maybe_leave_group
@@ -63,7 +63,7 @@ def _leave_group_at_generation_zero(consumer: AIOKafkaConsumer) -> None:
 def _fetch_position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
     """The consumer's fetch position without awaiting (aiokafka's position() is a coroutine)."""
     try:
-        state = consumer._subscription.subscription.assignment.state_value(tp)  # noqa: SLF001
+        state = consumer._subscription.subscription.assignment.state_value(tp)
     except AttributeError:
         return None
     if state is None or not state.has_valid_position:
@@ -174,7 +174,7 @@ class KafkaSubscription:
         return result
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
     def __init__(self, subscription: KafkaSubscription) -> None:
         self._subscription = subscription
 
@@ -289,13 +289,11 @@ class KafkaBus:
         # Create topics ourselves: broker auto-creation may be off, or use other partition counts.
         for topic in {r.topic for r in records} - self._ensured:
             await self.ensure_topic(topic, self._default_partitions, self._replication)
-        futures: list[asyncio.Future] = []
+        futures: list[asyncio.Future[Any]] = []
         try:
             # send() only enqueues; awaiting all futures afterwards lets the records share batches.
             for r in records:
-                futures.append(
-                    await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
-                )
+                futures.append(await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers)))
             await asyncio.gather(*futures)
         except _TRANSIENT as exc:
             for fut in futures:  # consume the other outcomes: no "exception never retrieved"

@@ -62,9 +62,7 @@ class _Group:
 
 
 class MemorySubscription:
-    def __init__(
-        self, bus: MemoryBus, pattern: re.Pattern[str], group: str, handler: RecordHandler
-    ) -> None:
+    def __init__(self, bus: MemoryBus, pattern: re.Pattern[str], group: str, handler: RecordHandler) -> None:
         self._bus = bus
         self.pattern = pattern
         self.group = group
@@ -192,9 +190,7 @@ class MemoryBus:
         for topic, logs in self._topics.items():
             if sub.pattern.fullmatch(topic):
                 for partition, plog in enumerate(logs):
-                    state.positions.setdefault(
-                        (topic, partition), plog.start if from_beginning else plog.end
-                    )
+                    state.positions.setdefault((topic, partition), plog.start if from_beginning else plog.end)
         state.members.append(sub)
         self._wake_group(group)  # ownership changed for the other members
         sub._start()

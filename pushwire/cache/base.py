@@ -54,9 +54,7 @@ class Cache(Protocol):
     async def take_tokens(self, key: str, rate: float, burst: int, cost: int = 1) -> TokenBucketResult:
         """Token bucket refilled at `rate`/s up to `burst`; atomic across callers."""
 
-    async def list_push_capped(
-        self, key: str, values: Sequence[bytes], max_len: int, ttl: float | None = None
-    ) -> None:
+    async def list_push_capped(self, key: str, values: Sequence[bytes], max_len: int, ttl: float | None = None) -> None:
         """LPUSH each value in order (the last one ends at the head), then LTRIM to max_len."""
 
     async def list_range(self, key: str, start: int, stop: int) -> list[bytes]:

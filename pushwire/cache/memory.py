@@ -178,9 +178,7 @@ class MemoryCache:
 
     # -- capped lists -----------------------------------------------------------------
 
-    async def list_push_capped(
-        self, key: str, values: Sequence[bytes], max_len: int, ttl: float | None = None
-    ) -> None:
+    async def list_push_capped(self, key: str, values: Sequence[bytes], max_len: int, ttl: float | None = None) -> None:
         check_max_len(max_len)
         ms = None if ttl is None else check_ttl(ttl)
         pushed = [_bytes(v) for v in values]  # check them all before changing anything

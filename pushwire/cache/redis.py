@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -119,8 +120,8 @@ class RedisCache:
 
     async def get(self, key: str) -> bytes | None:
         with _translated():
-            value: bytes | None = await self._redis().get(self.prefix + key)
-        return value
+            value = await self._redis().get(self.prefix + key)
+        return cast(bytes | None, value)
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         px = None if ttl is None else check_ttl(ttl)
@@ -166,9 +167,7 @@ class RedisCache:
 
     # -- capped lists -----------------------------------------------------------------
 
-    async def list_push_capped(
-        self, key: str, values: Sequence[bytes], max_len: int, ttl: float | None = None
-    ) -> None:
+    async def list_push_capped(self, key: str, values: Sequence[bytes], max_len: int, ttl: float | None = None) -> None:
         check_max_len(max_len)
         px = None if ttl is None else check_ttl(ttl)
         k = self.prefix + key
@@ -183,7 +182,7 @@ class RedisCache:
 
     async def list_range(self, key: str, start: int, stop: int) -> list[bytes]:
         with _translated():
-            return list(await self._redis().lrange(self.prefix + key, start, stop))
+            return cast(list[bytes], await self._redis().lrange(self.prefix + key, start, stop))
 
     async def list_length(self, key: str) -> int:
         with _translated():
@@ -230,7 +229,7 @@ class RedisCache:
         if not keys:
             return []  # MGET needs at least one key
         with _translated():
-            return list(await self._redis().mget([self.prefix + k for k in keys]))
+            return cast(list[bytes | None], await self._redis().mget([self.prefix + k for k in keys]))
 
     # -- hashes -----------------------------------------------------------------------
 
@@ -241,14 +240,14 @@ class RedisCache:
         k = self.prefix + key
         with _translated():
             async with self._redis().pipeline(transaction=True) as pipe:
-                pipe.hset(k, mapping=dict(mapping))
+                pipe.hset(k, mapping=cast(Any, dict(mapping)))  # redis-py types keys invariantly
                 if px is not None:
                     pipe.pexpire(k, px)
                 await pipe.execute()
 
     async def hash_get_all(self, key: str) -> dict[str, bytes]:
         with _translated():
-            raw: dict[bytes, bytes] = await self._redis().hgetall(self.prefix + key)
+            raw = cast(dict[bytes, bytes], await self._redis().hgetall(self.prefix + key))
         return {f.decode(): v for f, v in raw.items()}
 
     async def hash_delete(self, key: str, *fields: str) -> None:

@@ -47,11 +47,16 @@ class Services(msgspec.Struct):
 
 
 async def record(
-    s: Services, action: str, *, app_id: str | None = None, tenant_id: str | None = None, target: str = "",
+    s: Services,
+    action: str,
+    *,
+    app_id: str | None = None,
+    tenant_id: str | None = None,
+    target: str = "",
     details: dict[str, Any] | None = None,
 ) -> None:
     """Changes made from the command line go to the same audit log as the console's, actor `cli:<os user>`."""
-    from pushwire.console.audit import AuditLog  # noqa: PLC0415 - the console imports the CLI's token minting
+    from pushwire.console.audit import AuditLog
 
     if tenant_id is None and app_id is not None:
         tenant_id = (await s.tenancy.get_app(app_id, None)).tenant_id
@@ -59,8 +64,9 @@ async def record(
         who = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)
         who = "unknown"
-    await AuditLog(s.db).record(f"cli:{who}", action, tenant_id=tenant_id, app_id=app_id, target=target,
-                                details=details)
+    await AuditLog(s.db).record(
+        f"cli:{who}", action, tenant_id=tenant_id, app_id=app_id, target=target, details=details
+    )
 
 
 @asynccontextmanager

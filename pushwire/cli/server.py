@@ -115,7 +115,9 @@ def demo(email: str, as_json: bool) -> None:
         emit(creds, True)
         return
     if not creds.created:
-        click.echo(f"Demo tenant {creds.tenant_id} (app {creds.app_id}) exists; its secrets were shown when it was made.")
+        click.echo(
+            f"Demo tenant {creds.tenant_id} (app {creds.app_id}) exists; its secrets were shown when it was made."
+        )
         return
     click.echo("Demo credentials (shown once; secrets are stored encrypted or hashed):")
     emit(creds, False)

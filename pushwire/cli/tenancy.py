@@ -47,8 +47,14 @@ def app() -> None: ...
 def app_create(tenant_id: str, name: str, origins: tuple[str, ...], as_json: bool) -> None:
     async def work(s: Services) -> AppCreated:
         created = await s.tenancy.create_app(tenant_id, name, list(origins))
-        await record(s, "app.create", tenant_id=tenant_id, app_id=created.app_id, target=created.app_id,
-                     details={"name": name, "origins": list(origins)})
+        await record(
+            s,
+            "app.create",
+            tenant_id=tenant_id,
+            app_id=created.app_id,
+            target=created.app_id,
+            details={"name": name, "origins": list(origins)},
+        )
         return created
 
     emit(run_async(settings_or_exit(), work), as_json)
@@ -77,8 +83,13 @@ def key_create(
 ) -> None:
     async def work(s: Services) -> KeySecret:
         secret = await s.tenancy.create_server_key(app_id, None, list(scopes), list(allow_ips), label, operator)
-        await record(s, "server_key.create", app_id=app_id, target=secret.key_id,
-                     details={"scopes": list(scopes), "allow_ips": list(allow_ips), "operator": operator})
+        await record(
+            s,
+            "server_key.create",
+            app_id=app_id,
+            target=secret.key_id,
+            details={"scopes": list(scopes), "allow_ips": list(allow_ips), "operator": operator},
+        )
         return secret
 
     emit(run_async(settings_or_exit(), work), as_json)
@@ -117,9 +128,16 @@ def client_key_create(app_id: str, hs256: bool, public_key: Path | None, as_json
     if hs256 == (public_key is not None):
         raise click.UsageError("give exactly one of --hs256 or --public-key FILE.pem")
     pem = public_key.read_text() if public_key else None
+
     async def work(s: Services) -> ClientKeySecret:
         created = await s.tenancy.create_client_key(app_id, None, pem)
-        await record(s, "client_key.create", app_id=app_id, target=created.kid, details={"alg": "RS/ES (public key)" if pem else "HS256"})
+        await record(
+            s,
+            "client_key.create",
+            app_id=app_id,
+            target=created.kid,
+            details={"alg": "RS/ES (public key)" if pem else "HS256"},
+        )
         return created
 
     emit(run_async(settings_or_exit(), work), as_json)

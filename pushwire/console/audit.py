@@ -39,8 +39,17 @@ class AuditLog:
         details: dict[str, Any] | None = None,
     ) -> None:
         async with self.db.session() as s:
-            s.add(AuditEntry(tenant_id=tenant_id, app_id=app_id, actor=actor[:254], action=action[:64],
-                             target=target[:164], details=details or {}, created_at=utcnow()))
+            s.add(
+                AuditEntry(
+                    tenant_id=tenant_id,
+                    app_id=app_id,
+                    actor=actor[:254],
+                    action=action[:64],
+                    target=target[:164],
+                    details=details or {},
+                    created_at=utcnow(),
+                )
+            )
             await s.commit()
 
     async def entries(
@@ -57,7 +66,15 @@ class AuditLog:
         async with self.db.session() as s:
             rows = (await s.scalars(q)).all()
         return [
-            AuditView(id=r.id, tenant_id=r.tenant_id, app_id=r.app_id, actor=r.actor, action=r.action,
-                      target=r.target, details=dict(r.details or {}), created_at=r.created_at)
+            AuditView(
+                id=r.id,
+                tenant_id=r.tenant_id,
+                app_id=r.app_id,
+                actor=r.actor,
+                action=r.action,
+                target=r.target,
+                details=dict(r.details or {}),
+                created_at=r.created_at,
+            )
             for r in rows
         ]

@@ -76,8 +76,13 @@ class Sessions:
         sid = secrets.token_urlsafe(32)
         now = time.time()
         session = ConsoleSession(
-            user_id=account.user_id, email=account.email, role=account.role, tenant_id=account.tenant_id,
-            csrf=csrf.new_token(), created=now, refreshed=now,
+            user_id=account.user_id,
+            email=account.email,
+            role=account.role,
+            tenant_id=account.tenant_id,
+            csrf=csrf.new_token(),
+            created=now,
+            refreshed=now,
         )
         await self.cache.set(_session_key(sid), _codec_enc.encode(session), ttl=IDLE_TTL)
         return sid, session
@@ -131,8 +136,15 @@ def secure_request(request: ASGIConnection[Any, Any, Any, Any]) -> bool:
 
 
 def session_cookie(request: Request[Any, Any, Any], sid: str) -> Cookie:
-    return Cookie(key=COOKIE, value=sid, path=COOKIE_PATH, httponly=True, samesite="lax",
-                  secure=secure_request(request), max_age=MAX_AGE)
+    return Cookie(
+        key=COOKIE,
+        value=sid,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=secure_request(request),
+        max_age=MAX_AGE,
+    )
 
 
 def clear_session_cookie(response: Response[Any]) -> None:

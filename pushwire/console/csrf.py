@@ -55,5 +55,8 @@ def login_token(request: Request[Any, Any, Any]) -> str:
 
 
 def set_login_cookie(response: Response[Any], token: str, secure: bool) -> None:
-    response.set_cookie(Cookie(key=LOGIN_COOKIE, value=token, path=LOGIN_PATH, httponly=True,
-                               samesite="lax", secure=secure, max_age=3600))
+    response.set_cookie(
+        Cookie(
+            key=LOGIN_COOKIE, value=token, path=LOGIN_PATH, httponly=True, samesite="lax", secure=secure, max_age=3600
+        )
+    )

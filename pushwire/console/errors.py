@@ -54,8 +54,9 @@ def _invalid(request: Request[Any, Any, Any], exc: Invalid) -> Response[Any]:
 
 def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
     details = "; ".join(str(d.get("message", "")) for d in exc.details or [] if d.get("message"))
-    return error_response(request, exc.status, exc.code.replace("_", " ").capitalize(),
-                          exc.message + (f" ({details})" if details else ""))
+    return error_response(
+        request, exc.status, exc.code.replace("_", " ").capitalize(), exc.message + (f" ({details})" if details else "")
+    )
 
 
 def _unavailable(request: Request[Any, Any, Any], exc: BackendUnavailable) -> Response[Any]:

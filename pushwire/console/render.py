@@ -37,7 +37,7 @@ def _when(value: str | dt.datetime | None) -> str:
         try:
             value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            return value
+            return str(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -64,7 +64,11 @@ def render(
 ) -> Response[Any]:
     session = request.state.get("console_session")
     html = render_text(
-        template, session=session, csrf=session.csrf if session else "", hx=is_hx(request), path=request.url.path,
+        template,
+        session=session,
+        csrf=session.csrf if session else "",
+        hx=is_hx(request),
+        path=request.url.path,
         **context,
     )
     return Response(

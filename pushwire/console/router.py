@@ -10,7 +10,17 @@ from litestar.di import Provide
 from pushwire.console.auth import console_guard, provide_session
 from pushwire.console.errors import EXCEPTION_HANDLERS
 from pushwire.console.pages import (
-    apps, audit, dashboard, keys, login, messages, presence, queues, tenants, traces, tryit,
+    apps,
+    audit,
+    dashboard,
+    keys,
+    login,
+    messages,
+    presence,
+    queues,
+    tenants,
+    traces,
+    tryit,
 )
 
 # Kept beside the templates so it ships in the package (package-data covers console/templates/).
@@ -19,8 +29,11 @@ _CONSOLE_JS = files("pushwire.console").joinpath("templates/console.js").read_te
 
 @get("/console.js", opt={"public": True}, include_in_schema=False)
 async def console_js() -> Response[str]:
-    return Response(_CONSOLE_JS, media_type="text/javascript",
-                    headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})
+    return Response(
+        _CONSOLE_JS,
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def console_router() -> Router:

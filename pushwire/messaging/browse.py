@@ -104,14 +104,30 @@ def _preview(data: str) -> str:
 
 
 def _row(r: Message) -> MessageRow:
-    return MessageRow(seq=r.seq, offset=r.offset, channel=r.channel, event=r.event, message_id=r.message_id,
-                      created_at=r.created_at, size=len(r.data.encode()), replay_of=r.replay_of,
-                      preview=_preview(r.data))
+    return MessageRow(
+        seq=r.seq,
+        offset=r.offset,
+        channel=r.channel,
+        event=r.event,
+        message_id=r.message_id,
+        created_at=r.created_at,
+        size=len(r.data.encode()),
+        replay_of=r.replay_of,
+        preview=_preview(r.data),
+    )
 
 
 def stored(row: Message) -> StoredMessage:
-    return StoredMessage(seq=row.seq, message_id=row.message_id, channel=row.channel, offset=row.offset,
-                         event=row.event, data=row.data, replay_of=row.replay_of, created_at=row.created_at)
+    return StoredMessage(
+        seq=row.seq,
+        message_id=row.message_id,
+        channel=row.channel,
+        offset=row.offset,
+        event=row.event,
+        data=row.data,
+        replay_of=row.replay_of,
+        created_at=row.created_at,
+    )
 
 
 class MessageBrowser:
@@ -152,18 +168,28 @@ class MessageBrowser:
         if not is_message_id(message_id):
             return []
         async with self.db.session() as s:
-            found = (await s.scalars(
-                sa.select(Message).where(Message.app_id == app_id, Message.message_id == message_id)
-                .order_by(Message.seq)
-            )).all()
+            found = (
+                await s.scalars(
+                    sa.select(Message)
+                    .where(Message.app_id == app_id, Message.message_id == message_id)
+                    .order_by(Message.seq)
+                )
+            ).all()
         return [stored(r) for r in found]
 
     async def replays_of(self, app_id: str, original: StoredMessage, limit: int = 20) -> list[MessageRow]:
         """Messages replayed from this one, newest first; replays are never older than the original."""
         async with self.db.session() as s:
-            found = (await s.scalars(
-                sa.select(Message).where(Message.app_id == app_id, Message.created_at >= original.created_at,
-                                         Message.replay_of == original.message_id)
-                .order_by(Message.seq.desc()).limit(limit)
-            )).all()
+            found = (
+                await s.scalars(
+                    sa.select(Message)
+                    .where(
+                        Message.app_id == app_id,
+                        Message.created_at >= original.created_at,
+                        Message.replay_of == original.message_id,
+                    )
+                    .order_by(Message.seq.desc())
+                    .limit(limit)
+                )
+            ).all()
         return [_row(r) for r in found]

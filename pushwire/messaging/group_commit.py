@@ -15,7 +15,7 @@ import functools
 from collections.abc import Callable
 
 from pushwire.errors import BackendUnavailable
-from pushwire.messaging.publish import PublishRequest, PublishResult, Publisher
+from pushwire.messaging.publish import Publisher, PublishRequest, PublishResult
 
 MAX_BATCH = 100
 MAX_INFLIGHT = 4
@@ -71,7 +71,8 @@ class GroupCommit:
         try:
             results = await self.publisher.publish_many(key[0], key[1], [req for req, _, _ in live])
         except Exception as exc:  # noqa: BLE001 - handed to every caller of this transaction
-            _settle(live, lambda fut, _i: fut.set_exception(exc))
+            failure = exc  # bound here: `exc` is unset when the except block ends
+            _settle(live, lambda fut, _i: fut.set_exception(failure))
         else:
             _settle(live, lambda fut, i: fut.set_result(results[i]))
 

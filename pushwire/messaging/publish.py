@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, OperationalError
 from opentelemetry.trace import NoOpTracer, SpanKind, Status, StatusCode, Tracer
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushwire import ids
@@ -24,7 +24,7 @@ from pushwire.errors import BackendUnavailable
 from pushwire.messaging.envelope import ENCODER, BusEnvelope, ClientMessage, Delivery, rfc3339
 from pushwire.messaging.epochs import EpochSeed
 from pushwire.storage.database import Database
-from pushwire.storage.dialect import insert_ignore, upsert_add, utcnow
+from pushwire.storage.dialect import insert_ignore, rowcount, table_of, upsert_add, utcnow
 from pushwire.storage.models import Channel, IdempotencyRecord, Message, OutboxEntry
 from pushwire.tracing.context import format_traceparent
 from pushwire.tracing.index import index_publish
@@ -78,9 +78,11 @@ class Publisher:
     ) -> list[PublishResult]:
         """Publish all in one transaction (batching is how the push API goes fast); results in order."""
         with self.tracer.start_as_current_span(
-            "db.commit", kind=SpanKind.CLIENT, attributes={"app_id": app_id, "tenant_id": tenant_id,
-                                                           "messages": len(requests)},
-            record_exception=False, set_status_on_exception=False,
+            "db.commit",
+            kind=SpanKind.CLIENT,
+            attributes={"app_id": app_id, "tenant_id": tenant_id, "messages": len(requests)},
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             if not span.is_recording():
                 return await self._commit(tenant_id, app_id, requests, None)
@@ -113,7 +115,11 @@ class Publisher:
         raise AssertionError("unreachable")
 
     async def _publish(
-        self, s: AsyncConnection, tenant_id: str, app_id: str, requests: Sequence[PublishRequest],
+        self,
+        s: AsyncConnection,
+        tenant_id: str,
+        app_id: str,
+        requests: Sequence[PublishRequest],
         traceparent: str | None = None,
     ) -> list[PublishResult]:
         """`traceparent` (the db.commit span's) stands in for requests that carry none (replays)."""
@@ -174,7 +180,10 @@ class Publisher:
                     }
                 )
                 envelope = BusEnvelope(
-                    tenant_id=tenant_id, app_id=app_id, message=message, traceparent=req.traceparent or traceparent,
+                    tenant_id=tenant_id,
+                    app_id=app_id,
+                    message=message,
+                    traceparent=req.traceparent or traceparent,
                     replay_of=req.replay_of,
                 )
                 outbox_rows.append(
@@ -190,7 +199,7 @@ class Publisher:
                 )
             results[i] = PublishResult(id=msg_id, deliveries=deliveries)
             if req.idempotency_key is not None:
-                idem = IdempotencyRecord.__table__
+                idem = table_of(IdempotencyRecord)
                 await s.execute(
                     idem.update()
                     .where(idem.c.app_id == app_id, idem.c.key == req.idempotency_key)
@@ -201,19 +210,21 @@ class Publisher:
             assert earlier is not None
             results[i] = PublishResult(id=earlier.id, deliveries=earlier.deliveries, duplicate=True)
         if message_rows:
-            await s.execute(Message.__table__.insert(), message_rows)
-            await s.execute(OutboxEntry.__table__.insert(), outbox_rows)
+            await s.execute(table_of(Message).insert(), message_rows)
+            await s.execute(table_of(OutboxEntry).insert(), outbox_rows)
         return [r for r in results if r is not None]
 
     async def _claim_key(
         self, s: AsyncConnection, app_id: str, key: str, msg_id: str, now: dt.datetime
     ) -> PublishResult | None:
         """Claim an idempotency key; on a live earlier claim return its result instead."""
-        table = IdempotencyRecord.__table__
+        table = table_of(IdempotencyRecord)
         inserted = await s.execute(
-            insert_ignore(table, self.db.dialect).values(app_id=app_id, key=key, message_id=msg_id, result={}, created_at=now)
+            insert_ignore(table, self.db.dialect).values(
+                app_id=app_id, key=key, message_id=msg_id, result={}, created_at=now
+            )
         )
-        if inserted.rowcount == 1:
+        if rowcount(inserted) == 1:
             return None
         row = (
             await s.execute(
@@ -240,11 +251,17 @@ class Publisher:
         """
         names = sorted(counts)
         rows = [
-            {"app_id": app_id, "name": ch, "epoch": self.epochs.initial(app_id, ch), "top_offset": counts[ch], "created_at": now}
+            {
+                "app_id": app_id,
+                "name": ch,
+                "epoch": self.epochs.initial(app_id, ch),
+                "top_offset": counts[ch],
+                "created_at": now,
+            }
             for ch in names
         ]
-        await s.execute(upsert_add(Channel.__table__, rows, ["app_id", "name"], "top_offset", self.db.dialect))
-        ch = Channel.__table__
+        await s.execute(upsert_add(table_of(Channel), rows, ["app_id", "name"], "top_offset", self.db.dialect))
+        ch = table_of(Channel)
         result = await s.execute(
             sa.select(ch.c.name, ch.c.top_offset, ch.c.epoch).where(ch.c.app_id == app_id, ch.c.name.in_(names))
         )
@@ -260,4 +277,6 @@ def _is_deadlock(exc: BaseException) -> bool:
 def _is_unavailable(exc: DBAPIError) -> bool:
     # MySQL client errors 2002/2003/2006/2013 and "server has gone away": the database is unreachable.
     text = str(exc.orig)
-    return any(code in text for code in ("2002", "2003", "2006", "2013", "gone away", "Lost connection", "Can't connect"))
+    return any(
+        code in text for code in ("2002", "2003", "2006", "2013", "gone away", "Lost connection", "Can't connect")
+    )

@@ -156,7 +156,9 @@ class OutboxRelay:
             # Hot history is a fast path; recovery falls back to the database.
             log.warning("hot history not written: %s", exc)
         spans: list[tuple[Span, Span]] = []
-        records = [self._record(row, envelope, started_ns, spans) for row, envelope in zip(rows, envelopes, strict=True)]
+        records = [
+            self._record(row, envelope, started_ns, spans) for row, envelope in zip(rows, envelopes, strict=True)
+        ]
         produced = False
         try:
             await self.bus.publish(records)
@@ -179,7 +181,9 @@ class OutboxRelay:
         self.published += len(rows)
         return len(rows)
 
-    def _record(self, row: OutboxEntry, envelope: BusEnvelope, started_ns: int, spans: list[tuple[Span, Span]]) -> OutgoingRecord:
+    def _record(
+        self, row: OutboxEntry, envelope: BusEnvelope, started_ns: int, spans: list[tuple[Span, Span]]
+    ) -> OutgoingRecord:
         """The bus record of a row; a sampled message gets outbox.relay and kafka.produce spans, and
         the record carries kafka.produce's context (not the push span's) in its traceparent header."""
         m = envelope.message
@@ -188,11 +192,18 @@ class OutboxRelay:
         topic = topic_for(self.prefix, row.tenant_id)
         if self.tracer is not None and is_sampled(traceparent) and time.monotonic() >= self._trace_after:
             attrs = message_attributes(envelope, self.instance_id)
-            relay = self.tracer.start_span("outbox.relay", context=context_from(traceparent), start_time=started_ns,
-                                           attributes={**attrs, "outbox.shard": row.shard})
-            produce = self.tracer.start_span("kafka.produce", context=set_span_in_context(relay), kind=SpanKind.PRODUCER,
-                                             attributes={**attrs, "messaging.system": "kafka",
-                                                         "messaging.destination.name": topic})
+            relay = self.tracer.start_span(
+                "outbox.relay",
+                context=context_from(traceparent),
+                start_time=started_ns,
+                attributes={**attrs, "outbox.shard": row.shard},
+            )
+            produce = self.tracer.start_span(
+                "kafka.produce",
+                context=set_span_in_context(relay),
+                kind=SpanKind.PRODUCER,
+                attributes={**attrs, "messaging.system": "kafka", "messaging.destination.name": topic},
+            )
             spans.append((relay, produce))
             traceparent = format_traceparent(produce.get_span_context())
         if traceparent:

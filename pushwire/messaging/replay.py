@@ -89,17 +89,31 @@ class Replayer:
         for group in groups:
             first = group[0]
             channels = (target,) if target else tuple(dict.fromkeys(m.channel for m in group))
-            publishes.append(PublishRequest(channels=channels, event=first.event,
-                                            data=msgspec.Raw(first.data.encode()), replay_of=first.message_id))
+            publishes.append(
+                PublishRequest(
+                    channels=channels,
+                    event=first.event,
+                    data=msgspec.Raw(first.data.encode()),
+                    replay_of=first.message_id,
+                )
+            )
         results = await self.publisher.publish_many(tenant_id, app_id, publishes)
         items = []
         for group, result in zip(groups, results, strict=True):
             for i, d in enumerate(result.deliveries):
                 # With a target, a delivery comes from the group's first original; "own" keeps the pairs.
                 src = group[i] if not target else group[0]
-                items.append(Replayed(original_id=src.message_id, original_channel=src.channel,
-                                      original_offset=src.offset, id=result.id, channel=d.channel,
-                                      offset=d.offset, epoch=d.epoch))
+                items.append(
+                    Replayed(
+                        original_id=src.message_id,
+                        original_channel=src.channel,
+                        original_offset=src.offset,
+                        id=result.id,
+                        channel=d.channel,
+                        offset=d.offset,
+                        epoch=d.epoch,
+                    )
+                )
         return ReplayResult(items=items)
 
     async def _one(self, app_id: str, message_id: str) -> list[StoredMessage]:
@@ -119,14 +133,23 @@ class Replayer:
         if high < low:
             raise Invalid("the range's last offset is before its first")
         if high - low + 1 > MAX_RANGE:
-            raise Invalid(f"a replay covers at most {MAX_RANGE:,} messages; offsets {low}..{high} are "
-                          f"{high - low + 1:,}: replay it in smaller ranges")
+            raise Invalid(
+                f"a replay covers at most {MAX_RANGE:,} messages; offsets {low}..{high} are "
+                f"{high - low + 1:,}: replay it in smaller ranges"
+            )
         async with self.browser.db.session() as s:
-            rows = (await s.scalars(
-                sa.select(Message).where(Message.app_id == app_id, Message.channel == channel,
-                                         Message.offset >= low, Message.offset <= high)
-                .order_by(Message.offset)
-            )).all()
+            rows = (
+                await s.scalars(
+                    sa.select(Message)
+                    .where(
+                        Message.app_id == app_id,
+                        Message.channel == channel,
+                        Message.offset >= low,
+                        Message.offset <= high,
+                    )
+                    .order_by(Message.offset)
+                )
+            ).all()
         if not rows:
             raise Invalid(f"channel {channel} has no stored messages at offsets {low}..{high}")
         return [stored(r) for r in rows]

@@ -59,7 +59,7 @@ class RetentionSweeper:
                         self.last = await self.sweep()
                     finally:
                         await lock.release()
-            except Exception:  # noqa: BLE001 - a failed sweep is retried next interval
+            except Exception:
                 log.exception("retention sweep failed")
 
     async def sweep(self, now: dt.datetime | None = None) -> SweepResult:

@@ -74,7 +74,9 @@ class QueueView(msgspec.Struct, frozen=True):
     now: float
 
 
-async def busiest_channels(db: Database, cache: Cache, app_id: str, cap: int, limit: int = BUSIEST) -> list[ChannelDepth]:
+async def busiest_channels(
+    db: Database, cache: Cache, app_id: str, cap: int, limit: int = BUSIEST
+) -> list[ChannelDepth]:
     """The app's channels with the most messages ever, with their hot-history length now."""
     q = sa.select(Channel.name, Channel.top_offset).where(Channel.app_id == app_id)
     q = q.order_by(Channel.top_offset.desc(), Channel.name).limit(limit)
@@ -90,6 +92,7 @@ def _lag_rows(by_instance: dict[str, list[Sample]], topic: str, end: float) -> l
         if not samples:
             continue
         for p in (p for p in samples[-1].lag if p.topic == topic):
+
             def pick(s: Sample, part: int = p.partition) -> float | None:
                 return next((float(q.lag) for q in s.lag if q.topic == topic and q.partition == part), None)
 
@@ -102,12 +105,16 @@ def _instance_rows(by_instance: dict[str, list[Sample]], app_id: str, end: float
     rows = []
     for instance, samples in sorted(by_instance.items()):
         one = {instance: samples}
-        rows.append(InstanceRow(
-            instance, len(samples), samples[-1].ts if samples else None,
-            sparkline(timeline(one, lambda s: s.connections.get(app_id, 0), end=end)),
-            sparkline(timeline(one, lambda s: s.rate_in.get(app_id, 0.0), end=end)),
-            sparkline(timeline(one, lambda s: s.rate_out.get(app_id, 0.0), end=end)),
-        ))
+        rows.append(
+            InstanceRow(
+                instance,
+                len(samples),
+                samples[-1].ts if samples else None,
+                sparkline(timeline(one, lambda s: s.connections.get(app_id, 0), end=end)),
+                sparkline(timeline(one, lambda s: s.rate_in.get(app_id, 0.0), end=end)),
+                sparkline(timeline(one, lambda s: s.rate_out.get(app_id, 0.0), end=end)),
+            )
+        )
     return rows
 
 

@@ -75,7 +75,7 @@ class Probes:
     def lag(self) -> list[PartitionLag]:
         try:
             return self.runtime.router.lag()
-        except Exception:  # noqa: BLE001 - a consumer being rebuilt has no positions to show
+        except Exception:
             log.exception("consumer lag unavailable")
             return []
 
@@ -97,13 +97,28 @@ class Probes:
         return [] if total is None else [((), total)]
 
     def install(self, metrics: Metrics) -> None:
-        metrics.gauge("pushwire_connections", "Client connections on this instance, by app.", ["app"], self._connections)
-        metrics.gauge("pushwire_instance_connections", "Client connections on this instance.", [],
-                      self._instance_connections)
-        metrics.gauge("pushwire_consumer_lag", "Bus records not yet consumed by this instance's router.",
-                      ["topic", "partition"], self._lag)
-        metrics.gauge("pushwire_outbox_backlog", "Outbox rows not yet produced to the bus (whole cluster).", [],
-                      self._backlog_total)
-        metrics.gauge("pushwire_outbox_backlog_by_app", "Outbox rows not yet produced to the bus, by app.", ["app"],
-                      self._backlog_by_app)
+        metrics.gauge(
+            "pushwire_connections", "Client connections on this instance, by app.", ["app"], self._connections
+        )
+        metrics.gauge(
+            "pushwire_instance_connections", "Client connections on this instance.", [], self._instance_connections
+        )
+        metrics.gauge(
+            "pushwire_consumer_lag",
+            "Bus records not yet consumed by this instance's router.",
+            ["topic", "partition"],
+            self._lag,
+        )
+        metrics.gauge(
+            "pushwire_outbox_backlog",
+            "Outbox rows not yet produced to the bus (whole cluster).",
+            [],
+            self._backlog_total,
+        )
+        metrics.gauge(
+            "pushwire_outbox_backlog_by_app",
+            "Outbox rows not yet produced to the bus, by app.",
+            ["app"],
+            self._backlog_by_app,
+        )
         metrics.before_scrape("outbox_backlog", self.backlog.read)

@@ -72,7 +72,7 @@ class Gauge:
     def refresh(self) -> None:
         try:
             self.values = dict(self.read())
-        except Exception:  # noqa: BLE001 - one broken source must not fail the whole scrape
+        except Exception:
             log.exception("gauge %s could not be read", self.name)
             self.values = {}
 
@@ -146,7 +146,9 @@ class Metrics:
     def error(self, code: str) -> None:
         self.errors.inc(code)
 
-    def gauge(self, name: str, help_: str, labels: Sequence[str], read: Callable[[], Iterable[tuple[Labels, float]]]) -> None:
+    def gauge(
+        self, name: str, help_: str, labels: Sequence[str], read: Callable[[], Iterable[tuple[Labels, float]]]
+    ) -> None:
         # Same name replaces: a runtime handed to create_app twice must not expose a family twice.
         self.gauges = [g for g in self.gauges if g.name != name]
         self.gauges.append(Gauge(name, help_, labels, read))
@@ -159,14 +161,21 @@ class Metrics:
         for refresh in list(self.refreshers.values()):
             try:
                 await refresh()
-            except Exception:  # noqa: BLE001 - a stale or missing gauge beats a failed scrape
+            except Exception:
                 log.exception("metrics refresh failed")
         return self.exposition()
 
     def exposition(self) -> str:
         """Prometheus text format 0.0.4."""
         lines: list[str] = []
-        for metric in (self.messages_in, self.messages_out, self.errors, self.delivery_latency, *self.gauges):
+        metrics: list[Counter | Gauge | Histogram] = [
+            self.messages_in,
+            self.messages_out,
+            self.errors,
+            self.delivery_latency,
+            *self.gauges,
+        ]
+        for metric in metrics:
             if isinstance(metric, Gauge):
                 metric.refresh()
             lines.append(f"# HELP {metric.name} {metric.help}")

@@ -17,9 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from pushwire.cache.base import Cache
 from pushwire.messaging.envelope import rfc3339
 from pushwire.storage.database import Database
-from pushwire.storage.dialect import utcnow
+from pushwire.storage.dialect import rowcount, utcnow
 from pushwire.storage.models import PresenceRoute
-
 
 LAST_SEEN_TTL = 30 * 86_400
 
@@ -86,7 +85,7 @@ class PresenceStore:
                 .values(last_seen=utcnow(), instance_id=instance_id)
             )
             await s.commit()
-        if moved.rowcount == 0:
+        if rowcount(moved) == 0:
             try:
                 await self.add(session_id, app_id, user_id, instance_id, transport)
             except IntegrityError:
@@ -107,7 +106,9 @@ class PresenceStore:
             return
         async with self.db.session() as s:
             await s.execute(
-                sa.update(PresenceRoute).where(PresenceRoute.session_id.in_(list(session_ids))).values(last_seen=utcnow())
+                sa.update(PresenceRoute)
+                .where(PresenceRoute.session_id.in_(list(session_ids)))
+                .values(last_seen=utcnow())
             )
             await s.commit()
 
@@ -115,14 +116,14 @@ class PresenceStore:
         async with self.db.session() as s:
             result = await s.execute(sa.delete(PresenceRoute).where(PresenceRoute.instance_id == instance_id))
             await s.commit()
-            return int(result.rowcount or 0)
+            return rowcount(result)
 
     async def sweep(self, older_than: dt.timedelta) -> int:
         """Backstop for instances that died without a registry event."""
         async with self.db.session() as s:
             result = await s.execute(sa.delete(PresenceRoute).where(PresenceRoute.last_seen < utcnow() - older_than))
             await s.commit()
-            return int(result.rowcount or 0)
+            return rowcount(result)
 
     async def count(self, app_id: str, user_id: str | None = None) -> int:
         """Connections of an app (or of one user), across every instance."""

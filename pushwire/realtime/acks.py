@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from pushwire.cache.base import Cache
 from pushwire.errors import BackendUnavailable
 from pushwire.storage.database import Database
-from pushwire.storage.dialect import insert_ignore, utcnow
+from pushwire.storage.dialect import insert_ignore, rowcount, table_of, utcnow
 from pushwire.storage.models import Ack
 
 ACK_CACHE_TTL = 3600.0
@@ -46,9 +46,9 @@ class AckStore:
                 .where(Ack.app_id == app_id, Ack.user_id == user_id, Ack.channel == channel, Ack.offset < offset)
                 .values(offset=offset, updated_at=now)
             )
-            if moved.rowcount == 0:
+            if rowcount(moved) == 0:
                 await s.execute(
-                    insert_ignore(Ack.__table__, self.db.dialect).values(
+                    insert_ignore(table_of(Ack), self.db.dialect).values(
                         app_id=app_id, user_id=user_id, channel=channel, offset=offset, updated_at=now
                     )
                 )

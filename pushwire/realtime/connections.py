@@ -112,7 +112,9 @@ class Connections:
         # Unread compensation. If the unread range can no longer be filled, say so explicitly.
         head = None
         if not replay.recovered:
-            head = p.encode(p.Subscribed(channel=personal, epoch=replay.epoch, offset=replay.top, recovered=False, replayed=0))
+            head = p.encode(
+                p.Subscribed(channel=personal, epoch=replay.epoch, offset=replay.top, recovered=False, replayed=0)
+            )
         session.finish_subscription(personal, replay.top, replay.messages, head)
         session.finish_subscription(BROADCAST, states[BROADCAST].top, [], None)
         session.start()
@@ -198,5 +200,6 @@ class Connections:
         if self.read_sync is not None:
             self.read_sync.notify(session.identity.tenant_id, session.app_id, session.user_id, channel, stored)
         if self.ack_tracer is not None:
-            await self.ack_tracer.ack(session.app_id, session.user_id, channel, offset, stored, start_ns,
-                                      session.transport.kind)
+            await self.ack_tracer.ack(
+                session.app_id, session.user_id, channel, offset, stored, start_ns, session.transport.kind
+            )

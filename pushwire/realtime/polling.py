@@ -63,18 +63,27 @@ class Poller:
 
     def rooms(self, identity: ClientIdentity, requested: list[str]) -> list[str]:
         if len(requested) > MAX_ROOMS:
-            raise ApiError(422, "invalid_request", f"at most {MAX_ROOMS} channels", [{"field": "channel", "message": "too many"}])
+            raise ApiError(
+                422, "invalid_request", f"at most {MAX_ROOMS} channels", [{"field": "channel", "message": "too many"}]
+            )
         out = []
         for ch in requested:
             if not is_channel(ch):
-                raise ApiError(422, "invalid_request", "invalid channel name", [{"field": "channel", "message": ch[:170]}])
+                raise ApiError(
+                    422, "invalid_request", "invalid channel name", [{"field": "channel", "message": ch[:170]}]
+                )
             if not identity.may_subscribe(ch):
                 raise ApiError(403, "forbidden", f"the token does not allow channel {ch!r}")
             out.append(ch)
         return out
 
     async def poll(
-        self, identity: ClientIdentity, rooms: list[str], cursor_text: str | None, timeout: float, kind: str,
+        self,
+        identity: ClientIdentity,
+        rooms: list[str],
+        cursor_text: str | None,
+        timeout: float,
+        kind: str,
         hangup: Callable[[], Awaitable[None]] | None = None,
     ) -> PollResult:
         """`hangup` returns when the client has gone: the wait ends then instead of at `timeout`."""
@@ -115,7 +124,9 @@ class Poller:
                     epoch, after = state.epoch, await self.c.acks.get(identity.app_id, identity.user_id, personal)
                 else:
                     base[ch] = (state.epoch, state.top)
-                    subscribed.append(p.Subscribed(channel=ch, epoch=state.epoch, offset=state.top, recovered=False, replayed=0))
+                    subscribed.append(
+                        p.Subscribed(channel=ch, epoch=state.epoch, offset=state.top, recovered=False, replayed=0)
+                    )
                     session.finish_subscription(ch, state.top, [], None)
                     continue
                 replay = await self.c.recovery.replay(identity.app_id, ch, epoch, after, state)
@@ -124,7 +135,9 @@ class Poller:
                     session.finish_subscription(ch, state.top, replay.messages, None)
                 else:
                     base[ch] = (state.epoch, state.top)
-                    subscribed.append(p.Subscribed(channel=ch, epoch=state.epoch, offset=state.top, recovered=False, replayed=0))
+                    subscribed.append(
+                        p.Subscribed(channel=ch, epoch=state.epoch, offset=state.top, recovered=False, replayed=0)
+                    )
                     session.finish_subscription(ch, state.top, [], None)
             if not session.drain_ready() and not subscribed and welcome is None:
                 if await _wait_or_hangup(session.wait_for_frames(timeout), hangup):
@@ -160,7 +173,9 @@ class Poller:
         )
 
     def _encode(self, session_id: str, identity: ClientIdentity, positions: dict[str, tuple[str, int]]) -> str:
-        return self.codec.encode(Cursor(app=identity.app_id, user=identity.user_id, session=session_id, positions=dict(positions)))
+        return self.codec.encode(
+            Cursor(app=identity.app_id, user=identity.user_id, session=session_id, positions=dict(positions))
+        )
 
 
 async def _wait_or_hangup(wait: Awaitable[object], hangup: Callable[[], Awaitable[None]] | None) -> bool:

@@ -57,8 +57,12 @@ class ReadSync:
     def notify(self, tenant_id: str, app_id: str, user_id: str, channel: str, offset: int) -> None:
         """Queue the notice for the other instances (this one's connections are told by the caller)."""
         notice = ReadNotice(app_id, user_id, channel, offset, self.instance_id)
-        record = OutgoingRecord(topic=topic_for(self.prefix, tenant_id), key=channel.encode(),
-                                value=_ENCODER.encode(notice), headers=(KIND,))
+        record = OutgoingRecord(
+            topic=topic_for(self.prefix, tenant_id),
+            key=channel.encode(),
+            value=_ENCODER.encode(notice),
+            headers=(KIND,),
+        )
         try:
             self._queue.put_nowait(record)
         except asyncio.QueueFull:
@@ -96,6 +100,6 @@ class ReadSync:
             except BackendUnavailable as exc:
                 self.dropped += len(batch)
                 log.warning("read notices not sent: %s", exc)
-            except Exception:  # noqa: BLE001 - a notice is best effort; the loop must survive
+            except Exception:
                 self.dropped += len(batch)
                 log.exception("read notices not sent")

@@ -57,9 +57,7 @@ class Recovery:
             return Replay(epoch=state.epoch, top=state.top, recovered=False, messages=[], source="database")
         return Replay(epoch=state.epoch, top=state.top, recovered=True, messages=messages, source="database")
 
-    async def _from_database(
-        self, app_id: str, channel: str, after: int, top: int, epoch: str
-    ) -> list[str] | None:
+    async def _from_database(self, app_id: str, channel: str, after: int, top: int, epoch: str) -> list[str] | None:
         out: list[str] = []
         cursor = after
         while cursor < top:

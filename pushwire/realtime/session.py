@@ -153,7 +153,7 @@ class Session:
 
     # -- polling transports (no writer task: the request handler drains) ------
     def drain(self, limit: int) -> list[str]:
-        out = []
+        out: list[str] = []
         while self._queue and len(out) < limit:
             frame = self._queue.popleft()
             self._queued -= len(frame)

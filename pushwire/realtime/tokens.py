@@ -293,7 +293,7 @@ class ClientTokenVerifier:
                 p256 = isinstance(pub, ec.EllipticCurvePublicKey) and isinstance(pub.curve, ec.SECP256R1)
                 if key.alg == "ES256" and p256:
                     return pub
-        except Exception:  # a wrong server secret or a damaged row: refuse, and tell the operator
+        except Exception:  # noqa: BLE001 - a wrong server secret or a damaged row: refuse, and tell the operator
             log.warning("client key %s of app %s cannot be loaded", key.kid, key.app_id)
             return None
         log.warning("client key %s of app %s does not match its alg %s", key.kid, key.app_id, key.alg)

@@ -72,5 +72,5 @@ class LiveConfig:
         for listener in self._listeners:
             try:
                 listener(key, value)
-            except Exception:  # noqa: BLE001 - a bad value must not stop the watch
+            except Exception:
                 log.exception("config %s=%r not applied", key, value)

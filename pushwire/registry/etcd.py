@@ -66,7 +66,7 @@ class _EtcdWatch:
                     self._next_revision = event.kv.mod_revision + 1
                     await self._dispatch(event)
                 return  # the iterator ends only on cancel() or client shutdown
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - etcd errors are many types; each is logged and retried
                 log.warning("registry watch on %r broke (%s); re-opening", self._key, error)
             self._watch = await self._reopen()
 
@@ -79,7 +79,7 @@ class _EtcdWatch:
             except aetcd.RevisionCompactedError as error:
                 log.error("registry watch on %r lost events up to revision %d", self._key, error.compacted_revision)
                 self._next_revision = error.compacted_revision
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - etcd errors are many types; each is logged and retried
                 log.warning("registry watch on %r cannot re-open yet: %s", self._key, error)
 
     async def _dispatch(self, event: aetcd.Event) -> None:
@@ -175,9 +175,7 @@ class _EtcdLock:
         client = self._registry.client
         try:
             await asyncio.wait_for(
-                client.watch_once(
-                    self._key, timeout=wait, start_revision=revision + 1, kind=aetcd.EventKind.DELETE
-                ),
+                client.watch_once(self._key, timeout=wait, start_revision=revision + 1, kind=aetcd.EventKind.DELETE),
                 wait + 0.5,
             )
         except (aetcd.WatchTimeoutError, TimeoutError):
@@ -194,7 +192,7 @@ class _EtcdLock:
         # The key is attached to our lease, so revoking deletes it atomically (if still ours).
         try:
             await self._registry._call("lock revoke", lease.revoke())
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - etcd errors are many types; each is logged and retried
             if not _lease_missing(error):  # a missing lease already expired: nothing to free
                 log.warning("could not revoke lock lease for %r (it expires on its own): %s", self._key, error)
 
@@ -338,7 +336,7 @@ class EtcdRegistry:
                     if reply is not None and reply.TTL <= 0:
                         # Expired (e.g. etcd was unreachable for > ttl): put triggers the re-grant.
                         await self._put_instance()
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - etcd errors are many types; each is logged and retried
                 # Keep trying: the next tick may reach etcd again before the lease runs out.
                 log.warning("registry keep-alive failed: %s", error)
 
@@ -363,7 +361,7 @@ class EtcdRegistry:
                 return
             try:
                 await self._call("lease revoke", lease.revoke())
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - etcd errors are many types; each is logged and retried
                 log.warning("could not revoke registry lease (the entry expires on its own): %s", error)
 
     async def instances(self) -> list[InstanceInfo]:

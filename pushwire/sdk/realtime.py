@@ -426,7 +426,7 @@ class RealtimeClient:
                 await ws.close()
 
     def _ws_url(self, token: str) -> str:
-        base = "ws" + self.base_url[len("http"):] if self.base_url.startswith("http") else self.base_url
+        base = "ws" + self.base_url[len("http") :] if self.base_url.startswith("http") else self.base_url
         return f"{base}{self.WS_PATH}?token={quote(token, safe='')}"
 
     async def _ws_heartbeat(self, ws: ClientConnection) -> None:
@@ -549,8 +549,13 @@ class RealtimeClient:
                 self._awaiting[channel] = asked - 1
         if not frame.get("recovered") and self._lost(channel, frame):
             position = self._positions.get(channel)
-            if (not asked and self._ws is not None and channel not in self._retried
-                    and position is not None and position[0] == frame.get("epoch")):
+            if (
+                not asked
+                and self._ws is not None
+                and channel not in self._retried
+                and position is not None
+                and position[0] == frame.get("epoch")
+            ):
                 # Unasked (unread compensation from the acked offset, a live hole the server could
                 # not fill): our own position may still be recoverable, so ask once with since.
                 self._retried.add(channel)
@@ -588,13 +593,17 @@ class RealtimeClient:
         assert self._http is not None
         loop = asyncio.get_running_loop()
         while True:
-            if (self._fell_back_at is not None and "ws" in self.transports
-                    and loop.time() - self._fell_back_at > WS_RETRY_AFTER):
+            if (
+                self._fell_back_at is not None
+                and "ws" in self.transports
+                and loop.time() - self._fell_back_at > WS_RETRY_AFTER
+            ):
                 self._fell_back_at = None
                 raise _Ended("upgrade", "trying the WebSocket again")
             self._repoll.clear()
             rooms = list(self._rooms)
-            params = [("channel", room) for room in rooms] + [("timeout", str(self.poll_timeout))]
+            params: list[tuple[str, str | int | float | bool | None]] = [("channel", room) for room in rooms]
+            params.append(("timeout", str(self.poll_timeout)))
             if self._cursor:
                 params.append(("cursor", self._cursor))
             headers = {"Authorization": f"Bearer {await self._get_token()}"}
@@ -661,7 +670,9 @@ class RealtimeClient:
         assert self._http is not None
         for attempt in range(2):
             headers = {"Authorization": f"Bearer {await self._get_token()}"}
-            response = await self._http.post(self.ACK_PATH, json={"channel": channel, "offset": offset}, headers=headers)
+            response = await self._http.post(
+                self.ACK_PATH, json={"channel": channel, "offset": offset}, headers=headers
+            )
             if response.status_code == 401 and attempt == 0 and callable(self._token_source):
                 self._token = None
                 continue

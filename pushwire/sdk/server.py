@@ -1,7 +1,7 @@
 """Server API client for tenant backends: signs every request (spec section 2).
 
-    async with AsyncServerClient("https://push.example.com", key_id, secret) as pw:
-        await pw.push(channels=["room.lobby"], event="chat.message", data={"text": "hi"})
+async with AsyncServerClient("https://push.example.com", key_id, secret) as pw:
+    await pw.push(channels=["room.lobby"], event="chat.message", data={"text": "hi"})
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class PushwireError(Exception):
         self.code = code
         self.message = message
         self.body = body or {}
-        self.retry_after = None
+        self.retry_after: str | None = None
 
 
 def signed_headers(
@@ -93,14 +93,21 @@ def _result(response: httpx.Response) -> Any:
     data = response.json() if response.content else {}
     if response.status_code >= 400:
         err = PushwireError(response.status_code, data.get("error", "error"), data.get("message", ""), data)
-        err.retry_after = response.headers.get("Retry-After")  # type: ignore[assignment]
+        err.retry_after = response.headers.get("Retry-After")
         raise err
     return data
 
 
 class AsyncServerClient:
-    def __init__(self, base_url: str, key_id: str, secret: str, *, timeout: float = 10.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        key_id: str,
+        secret: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._signer = _Signer(key_id, secret)
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
 

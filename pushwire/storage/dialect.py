@@ -7,7 +7,7 @@ Column types with per-dialect variants, engine options, and statements whose SQL
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
@@ -20,7 +20,9 @@ def name_type(length: int) -> sa.types.TypeEngine[str]:
     MySQL's default collations are case-insensitive, which would merge `Room` and `room`;
     ASCII also keeps composite index keys short.
     """
-    return sa.String(length).with_variant(mysql.VARCHAR(length, charset="ascii", collation="ascii_bin"), "mysql", "mariadb")
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="ascii", collation="ascii_bin"), "mysql", "mariadb"
+    )
 
 
 def exact_text(length: int) -> sa.types.TypeEngine[str]:
@@ -106,10 +108,10 @@ def upsert_add(table: sa.Table, rows: list[dict[str, Any]], key: list[str], colu
     instead of an UPDATE/INSERT/UPDATE per row.
     """
     if dialect_name == "sqlite":
-        stmt = sqlite.insert(table).values(rows)
-        return stmt.on_conflict_do_update(index_elements=key, set_={column: table.c[column] + stmt.excluded[column]})
-    stmt = mysql.insert(table).values(rows)
-    return stmt.on_duplicate_key_update({column: table.c[column] + stmt.inserted[column]})
+        lite = sqlite.insert(table).values(rows)
+        return lite.on_conflict_do_update(index_elements=key, set_={column: table.c[column] + lite.excluded[column]})
+    my = mysql.insert(table).values(rows)
+    return my.on_duplicate_key_update({column: table.c[column] + my.inserted[column]})
 
 
 def on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -119,3 +121,13 @@ def on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def table_of(model: type[Any]) -> sa.Table:
+    """A mapped class's Table (typed as such: `__table__` is declared as a FromClause)."""
+    return cast(sa.Table, model.__table__)
+
+
+def rowcount(result: sa.Result[Any]) -> int:
+    """Rows matched by an UPDATE/DELETE/INSERT (execute() returns a CursorResult for those)."""
+    return int(cast("sa.CursorResult[Any]", result).rowcount or 0)

@@ -17,6 +17,7 @@ from pushwire.cache.base import Cache
 from pushwire.errors import ApiError
 from pushwire.names import NONCE_RE
 from pushwire.storage.database import Database
+from pushwire.storage.dialect import table_of
 from pushwire.storage.models import App, ServerKey, Tenant
 from pushwire.tenants import signing
 from pushwire.tenants.crypto import SecretBox
@@ -113,11 +114,14 @@ class ServerAuthenticator:
         if not result.allowed:
             retry = max(1, int(result.retry_after + 0.999))
             raise ApiError(
-                429, "rate_limited", f"over the app's push rate of {limits.push_rate}/s", headers={"Retry-After": str(retry)}
+                429,
+                "rate_limited",
+                f"over the app's push rate of {limits.push_rate}/s",
+                headers={"Retry-After": str(retry)},
             )
 
     async def _key(self, key_id: str) -> tuple[_KeyRow, App, bool] | None:
-        k, a, t = ServerKey.__table__, App.__table__, Tenant.__table__
+        k, a, t = table_of(ServerKey), table_of(App), table_of(Tenant)
         q = (
             sa.select(k.c.id, k.c.secret_enc, k.c.scopes, k.c.allow_ips, k.c.is_operator, a, t.c.disabled)
             .join(a, a.c.id == k.c.app_id)
@@ -131,8 +135,11 @@ class ServerAuthenticator:
             return None
         app = App(**{c.name: row[c] for c in a.c})
         key = _KeyRow(
-            id=row[k.c.id], secret_enc=row[k.c.secret_enc], scopes=list(row[k.c.scopes]),
-            allow_ips=list(row[k.c.allow_ips] or []), is_operator=bool(row[k.c.is_operator]),
+            id=row[k.c.id],
+            secret_enc=row[k.c.secret_enc],
+            scopes=list(row[k.c.scopes]),
+            allow_ips=list(row[k.c.allow_ips] or []),
+            is_operator=bool(row[k.c.is_operator]),
         )
         return key, app, bool(row[t.c.disabled])
 

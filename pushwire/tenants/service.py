@@ -111,7 +111,7 @@ def normalise_origins(origins: Sequence[str] | None) -> list[str]:
     out = []
     for origin in origins or ():
         origin = origin.strip().rstrip("/")
-        if not (origin.startswith("http://") or origin.startswith("https://")) or "/" in origin.split("://", 1)[1]:
+        if not origin.startswith(("http://", "https://")) or "/" in origin.split("://", 1)[1]:
             raise Invalid(f"{origin!r} is not an origin (scheme://host[:port])")
         out.append(origin.lower())
     return out
@@ -196,7 +196,9 @@ class TenancyService:
             ck, ck_secret = self._new_hs_client_key(app.id)
             s.add_all([key[0], ck])
             await s.commit()
-            return AppCreated(app_id=app.id, server_key=key[1], client_key=ClientKeySecret(kid=ck.kid, secret=ck_secret))
+            return AppCreated(
+                app_id=app.id, server_key=key[1], client_key=ClientKeySecret(kid=ck.kid, secret=ck_secret)
+            )
 
     async def get_app(self, app_id: str, tenant_id: str | None) -> AppView:
         async with self.db.session() as s:
@@ -255,7 +257,9 @@ class TenancyService:
     async def list_server_keys(self, app_id: str, tenant_id: str | None) -> list[ServerKeyView]:
         async with self.db.session() as s:
             await self._app_row(s, app_id, tenant_id)
-            rows = await s.scalars(sa.select(ServerKey).where(ServerKey.app_id == app_id).order_by(ServerKey.created_at))
+            rows = await s.scalars(
+                sa.select(ServerKey).where(ServerKey.app_id == app_id).order_by(ServerKey.created_at)
+            )
             return [_key_view(k) for k in rows.all()]
 
     async def revoke_server_key(self, key_id: str, tenant_id: str | None) -> ServerKeyView:
@@ -290,7 +294,9 @@ class TenancyService:
     async def list_client_keys(self, app_id: str, tenant_id: str | None) -> list[ClientKeyView]:
         async with self.db.session() as s:
             await self._app_row(s, app_id, tenant_id)
-            rows = await s.scalars(sa.select(ClientKey).where(ClientKey.app_id == app_id).order_by(ClientKey.created_at))
+            rows = await s.scalars(
+                sa.select(ClientKey).where(ClientKey.app_id == app_id).order_by(ClientKey.created_at)
+            )
             return [_client_key_view(k) for k in rows.all()]
 
     async def revoke_client_key(self, kid: str, app_id: str, tenant_id: str | None) -> None:
@@ -321,7 +327,7 @@ class TenancyService:
         q = sa.select(App).where(App.id == app_id)
         if tenant_id is not None:
             q = q.where(App.tenant_id == tenant_id)
-        app = (await s.scalars(q)).first()  # type: ignore[attr-defined]
+        app: App | None = (await s.scalars(q)).first()  # type: ignore[attr-defined]
         if app is None:
             raise NotFound(app_id)
         return app
@@ -344,4 +350,3 @@ class TenancyService:
     def _new_hs_client_key(self, app_id: str) -> tuple[ClientKey, str]:
         kid, secret = ids.client_key_id(), ids.secret()
         return ClientKey(kid=kid, app_id=app_id, alg="HS256", secret_enc=self.box.seal(secret, kid)), secret
-

@@ -54,21 +54,28 @@ class AckTracer:
         """Record a client.ack span from start_ns to now, if the acked message was traced."""
         try:
             ref = await self.find(app_id, channel, offset)
-        except Exception:  # noqa: BLE001 - tracing never breaks an ack
+        except Exception:
             log.debug("trace lookup for an ack failed", exc_info=True)
             return
         if ref is None:
             return
-        parent = SpanContext(int(ref.trace_id, 16), int(ref.span_id, 16), is_remote=True,
-                             trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        parent = SpanContext(
+            int(ref.trace_id, 16), int(ref.span_id, 16), is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+        )
         span = self.tracer.start_span(
             "client.ack",
             context=parent_context(parent),
             kind=SpanKind.SERVER,
             start_time=start_ns,
             attributes={
-                "app_id": app_id, "user_id": user_id, "channel": channel, "offset": offset, "ack.stored": stored,
-                "message_id": ref.message_id, "instance_id": self.instance_id, "transport": transport,
+                "app_id": app_id,
+                "user_id": user_id,
+                "channel": channel,
+                "offset": offset,
+                "ack.stored": stored,
+                "message_id": ref.message_id,
+                "instance_id": self.instance_id,
+                "transport": transport,
             },
         )
         span.end(time.time_ns())

@@ -30,8 +30,13 @@ DELIVER_SPANS = 20
 def message_attributes(envelope: BusEnvelope, instance_id: str) -> dict[str, Any]:
     m = envelope.message
     attrs: dict[str, Any] = {
-        "app_id": envelope.app_id, "tenant_id": envelope.tenant_id, "channel": m.channel, "offset": m.offset,
-        "message_id": m.id, "event": m.event, "instance_id": instance_id,
+        "app_id": envelope.app_id,
+        "tenant_id": envelope.tenant_id,
+        "channel": m.channel,
+        "offset": m.offset,
+        "message_id": m.id,
+        "event": m.event,
+        "instance_id": instance_id,
     }
     if envelope.replay_of:
         attrs["replay_of"] = envelope.replay_of
@@ -54,10 +59,17 @@ class DeliveryTrace:
             session.offer(channel, offset, frame)
         for session in sessions[:DELIVER_SPANS]:
             # The message's other attributes are on the parent router span: each one costs here.
-            span = self.tracer.start_span("hub.deliver", context=self.parent, attributes={
-                "app_id": self.attrs["app_id"], "message_id": self.attrs["message_id"], "user_id": session.user_id,
-                "session_id": session.id, "transport": session.transport.kind,
-            })
+            span = self.tracer.start_span(
+                "hub.deliver",
+                context=self.parent,
+                attributes={
+                    "app_id": self.attrs["app_id"],
+                    "message_id": self.attrs["message_id"],
+                    "user_id": session.user_id,
+                    "session_id": session.id,
+                    "transport": session.transport.kind,
+                },
+            )
             before = session.pending_frames()
             session.offer(channel, offset, frame)
             if session.closing is not None:
@@ -83,18 +95,31 @@ class RouteTracer:
     ) -> int:
         m = envelope.message
         attrs = message_attributes(envelope, self.instance_id)
-        consume = self.tracer.start_span("kafka.consume", context=context_from(traceparent), kind=SpanKind.CONSUMER,
-                                         start_time=received_ns, attributes={
-            **attrs, "messaging.system": "kafka", "messaging.destination.name": record.topic,
-            "messaging.kafka.partition": record.partition, "messaging.kafka.offset": record.offset,
-        })
+        consume = self.tracer.start_span(
+            "kafka.consume",
+            context=context_from(traceparent),
+            kind=SpanKind.CONSUMER,
+            start_time=received_ns,
+            attributes={
+                **attrs,
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.kafka.partition": record.partition,
+                "messaging.kafka.offset": record.offset,
+            },
+        )
         route = self.tracer.start_span("router", context=set_span_in_context(consume), attributes=attrs)
         ctx = route.get_span_context()
         if not ctx.trace_flags.sampled:  # not sampled after all (e.g. a malformed header): no spans
             n = hub.deliver(envelope.app_id, m.channel, m.offset, frame)
         else:
-            n = hub.deliver(envelope.app_id, m.channel, m.offset, frame,
-                            DeliveryTrace(self.tracer, set_span_in_context(route), attrs))
+            n = hub.deliver(
+                envelope.app_id,
+                m.channel,
+                m.offset,
+                frame,
+                DeliveryTrace(self.tracer, set_span_in_context(route), attrs),
+            )
             ref = TraceRef(trace_id=f"{ctx.trace_id:032x}", span_id=f"{ctx.span_id:016x}", message_id=m.id)
             self.acks.remember(envelope.app_id, m.channel, m.offset, ref)
         route.set_attribute("deliveries.total", n)

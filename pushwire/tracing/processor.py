@@ -28,7 +28,7 @@ class StoreSpanProcessor(SpanProcessor):
         # Runs inside span.end() on hot paths (router, hub): it must never raise into them.
         try:
             self._store(span)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("span %s not stored", span.name)
 
     def _store(self, span: ReadableSpan) -> None:
@@ -36,13 +36,21 @@ class StoreSpanProcessor(SpanProcessor):
         if ctx is None:
             return
         error = status.status_code is StatusCode.ERROR
-        self.store.add_span(StoredSpan(
-            trace_id=f"{ctx.trace_id:032x}", span_id=f"{ctx.span_id:016x}",
-            parent_id=f"{parent.span_id:016x}" if parent is not None else "", name=span.name,
-            start_ns=span.start_time or 0, end_ns=span.end_time or 0, instance=self.instance_id,
-            kind=_KINDS[span.kind], error=error, status_message=(status.description or "") if error else "",
-            attributes=_attributes(span),
-        ))
+        self.store.add_span(
+            StoredSpan(
+                trace_id=f"{ctx.trace_id:032x}",
+                span_id=f"{ctx.span_id:016x}",
+                parent_id=f"{parent.span_id:016x}" if parent is not None else "",
+                name=span.name,
+                start_ns=span.start_time or 0,
+                end_ns=span.end_time or 0,
+                instance=self.instance_id,
+                kind=_KINDS[span.kind],
+                error=error,
+                status_message=(status.description or "") if error else "",
+                attributes=_attributes(span),
+            )
+        )
 
     def shutdown(self) -> None:
         return None

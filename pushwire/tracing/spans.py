@@ -17,8 +17,14 @@ def push_span(tracer: Tracer, route: str, incoming: str | None, parent: Context 
     """4xx answers are the caller's mistake (status left unset, http status recorded); 5xx and
     unexpected exceptions set ERROR. `parent` overrides the incoming header (forced sampling)."""
     context = parent if parent is not None else context_from(incoming)
-    with tracer.start_as_current_span("push", context=context, kind=SpanKind.SERVER, record_exception=False,
-                                      set_status_on_exception=False, attributes={"http.route": route}) as span:
+    with tracer.start_as_current_span(
+        "push",
+        context=context,
+        kind=SpanKind.SERVER,
+        record_exception=False,
+        set_status_on_exception=False,
+        attributes={"http.route": route},
+    ) as span:
         try:
             yield span
         except ApiError as exc:

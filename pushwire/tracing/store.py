@@ -24,7 +24,13 @@ from collections import defaultdict
 from pushwire.cache.base import Cache, ListPush
 from pushwire.errors import BackendUnavailable
 from pushwire.tracing.records import (
-    ENCODER, RECENT_DECODER, REF_DECODER, SPAN_DECODER, RecentEntry, StoredSpan, TraceRef,
+    ENCODER,
+    RECENT_DECODER,
+    REF_DECODER,
+    SPAN_DECODER,
+    RecentEntry,
+    StoredSpan,
+    TraceRef,
 )
 
 log = logging.getLogger(__name__)
@@ -60,8 +66,15 @@ def ref_key(app_id: str, channel: str, offset: int) -> str:
 
 
 class SpanStore:
-    def __init__(self, cache: Cache, *, ttl: float = TTL, flush_interval: float = FLUSH_INTERVAL,
-                 flush_spans: int = FLUSH_SPANS, recent_cap: int = RECENT_CAP) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        ttl: float = TTL,
+        flush_interval: float = FLUSH_INTERVAL,
+        flush_spans: int = FLUSH_SPANS,
+        recent_cap: int = RECENT_CAP,
+    ) -> None:
         self.cache = cache
         self.ttl = ttl
         self.flush_interval = flush_interval
@@ -128,7 +141,7 @@ class SpanStore:
                     await self._full.wait()
             try:
                 await self.flush()
-            except Exception:  # noqa: BLE001 - the flusher must survive anything
+            except Exception:
                 log.exception("span store flush failed")
 
     async def flush(self) -> int:

@@ -30,8 +30,12 @@ def of_message(spans: list[StoredSpan], app_id: str, message_id: str) -> list[St
     """A batch push is one trace for many messages: keep this message's spans and the shared ones.
 
     Only spans of `app_id` count: a caller-chosen traceparent could put two apps in one trace."""
-    return [s for s in spans if s.attributes.get("app_id") == app_id
-            and (not message_id or s.attributes.get("message_id", message_id) == message_id)]
+    return [
+        s
+        for s in spans
+        if s.attributes.get("app_id") == app_id
+        and (not message_id or s.attributes.get("message_id", message_id) == message_id)
+    ]
 
 
 def summarize(entry: RecentEntry, spans: list[StoredSpan]) -> TraceSummary:
@@ -40,10 +44,19 @@ def summarize(entry: RecentEntry, spans: list[StoredSpan]) -> TraceSummary:
     end = max((s.end_ns for s in mine), default=start)
     users = {str(s.attributes["user_id"]) for s in mine if "user_id" in s.attributes}
     return TraceSummary(
-        key=entry.message_id or entry.trace_id, trace_id=entry.trace_id, message_id=entry.message_id,
-        channels=entry.channels, event=entry.event, start_ns=start, latency_ms=round((end - start) / 1e6, 2),
-        spans=len(mine), instances=sorted({s.instance for s in mine}), users=sorted(users),
-        failed=entry.failed or any(s.error for s in mine), replay_of=entry.replay_of, started=iso(start),
+        key=entry.message_id or entry.trace_id,
+        trace_id=entry.trace_id,
+        message_id=entry.message_id,
+        channels=entry.channels,
+        event=entry.event,
+        start_ns=start,
+        latency_ms=round((end - start) / 1e6, 2),
+        spans=len(mine),
+        instances=sorted({s.instance for s in mine}),
+        users=sorted(users),
+        failed=entry.failed or any(s.error for s in mine),
+        replay_of=entry.replay_of,
+        started=iso(start),
     )
 
 
@@ -59,8 +72,9 @@ def matches(summary: TraceSummary, f: TraceFilter) -> bool:
     return not (f.failed and not summary.failed)
 
 
-async def recent_summaries(store: SpanStore, app_id: str, f: TraceFilter, *, limit: int = 50,
-                           scan: int = 200) -> tuple[list[TraceSummary], int]:
+async def recent_summaries(
+    store: SpanStore, app_id: str, f: TraceFilter, *, limit: int = 50, scan: int = 200
+) -> tuple[list[TraceSummary], int]:
     """Newest first: the `scan` newest messages (matching the channel) are read, `limit` shown.
 
     Returns the rows and how many entries the app's recent list holds."""
@@ -86,11 +100,16 @@ def waterfall(spans: list[StoredSpan]) -> list[WaterfallRow]:
     while stack:
         span, depth = stack.pop()
         x = (span.start_ns - t0) / total * AXIS
-        rows.append(WaterfallRow(
-            span=span, depth=min(depth, MAX_DEPTH), offset_ms=round((span.start_ns - t0) / 1e6, 3),
-            duration_ms=round((span.end_ns - span.start_ns) / 1e6, 3), x=round(x, 1),
-            width=round(max((span.end_ns - span.start_ns) / total * AXIS, 2.0), 1),
-        ))
+        rows.append(
+            WaterfallRow(
+                span=span,
+                depth=min(depth, MAX_DEPTH),
+                offset_ms=round((span.start_ns - t0) / 1e6, 3),
+                duration_ms=round((span.end_ns - span.start_ns) / 1e6, 3),
+                x=round(x, 1),
+                width=round(max((span.end_ns - span.start_ns) / total * AXIS, 2.0), 1),
+            )
+        )
         kids = sorted(children.get(span.span_id, []), key=lambda s: s.start_ns, reverse=True)
         stack.extend((k, depth + 1) for k in kids)
     return rows

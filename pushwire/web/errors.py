@@ -9,7 +9,6 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from pushwire.errors import ApiError, BackendUnavailable
@@ -23,13 +22,25 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
 
 
 def error_response(
-    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[ErrorBody]:
     return Response(ErrorBody(error=code, message=message, details=details), status_code=status, headers=headers)
 
 
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
 
 
 def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorBody]:
@@ -55,7 +66,9 @@ def _invalid(_: Request[Any, Any, Any], exc: Invalid) -> Response[ErrorBody]:
 
 
 def _unavailable(_: Request[Any, Any, Any], exc: BackendUnavailable) -> Response[ErrorBody]:
-    return error_response(503, "unavailable", f"{exc.backend} is unavailable; retry later", headers={"Retry-After": "1"})
+    return error_response(
+        503, "unavailable", f"{exc.backend} is unavailable; retry later", headers={"Retry-After": "1"}
+    )
 
 
 def _database_down(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:

@@ -45,6 +45,8 @@ async def ready(runtime: Runtime) -> Response[Readiness]:
     status = dict(zip(named, results, strict=True))
     down = [n for n, r in status.items() if r != "ok"]
     if down:
-        body = Readiness(status="unavailable", backends=status, error="unavailable", message=f"not ready: {', '.join(down)}")
+        body = Readiness(
+            status="unavailable", backends=status, error="unavailable", message=f"not ready: {', '.join(down)}"
+        )
         return Response(body, status_code=503)
     return Response(Readiness(status="ready", backends=status))

@@ -30,7 +30,11 @@ async def metrics(request: Request[Any, Any, Any], runtime: Runtime) -> Response
     if not token:
         raise ApiError(404, "not_found", "metrics are disabled (set PUSHWIRE_METRICS_TOKEN)")
     if not _authorized(request, token):
-        raise ApiError(401, "unauthorized", "a valid metrics token is required (Authorization: Bearer)",
-                       headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a valid metrics token is required (Authorization: Bearer)",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     body = await runtime.metrics.collect()
     return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})

@@ -26,7 +26,9 @@ class Stack:
     tenant_id: str
     created: AppCreated
 
-    def client(self, key_id: str | None = None, secret: str | None = None, peer: str = "127.0.0.1") -> AsyncServerClient:
+    def client(
+        self, key_id: str | None = None, secret: str | None = None, peer: str = "127.0.0.1"
+    ) -> AsyncServerClient:
         """An SDK client whose requests arrive from `peer` (the direct TCP peer the server sees)."""
         transport = httpx.ASGITransport(app=self.app, client=(peer, 40000))
         return AsyncServerClient(
@@ -37,7 +39,9 @@ class Stack:
         )
 
     def raw(self, peer: str = "127.0.0.1") -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app, client=(peer, 40000)), base_url="http://pushwire.test")
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app, client=(peer, 40000)), base_url="http://pushwire.test"
+        )
 
     async def new_app(self, **limits: int) -> AppCreated:
         from pushwire.tenants.views import AppLimits

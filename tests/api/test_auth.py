@@ -103,7 +103,9 @@ async def test_nonce_of_wrong_shape(stack: Stack, nonce: str) -> None:
 
 
 async def test_ip_allow_list_and_spoofed_forwarded_for(stack: Stack) -> None:
-    key = await stack.runtime.tenancy.create_server_key(stack.created.app_id, stack.tenant_id, allow_ips=["203.0.113.0/24", "2001:db8::/32"])
+    key = await stack.runtime.tenancy.create_server_key(
+        stack.created.app_id, stack.tenant_id, allow_ips=["203.0.113.0/24", "2001:db8::/32"]
+    )
 
     def h(extra: dict[str, str] | None = None) -> dict[str, str]:
         return {**signed_headers(key.key_id, key.secret, "POST", PATH, body=BODY), **(extra or {})}

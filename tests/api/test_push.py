@@ -107,7 +107,9 @@ async def test_malformed_json_is_422_with_details(stack: Stack) -> None:
     from pushwire.sdk.server import signed_headers
 
     body = b'{"channels": ["a"], "event": '
-    headers = signed_headers(stack.created.server_key.key_id, stack.created.server_key.secret, "POST", "/api/v1/push", body=body)
+    headers = signed_headers(
+        stack.created.server_key.key_id, stack.created.server_key.secret, "POST", "/api/v1/push", body=body
+    )
     async with stack.raw() as http:
         r = await http.post("/api/v1/push", content=body, headers=headers)
     assert r.status_code == 422 and r.json()["error"] == "invalid_request" and r.json()["details"]
@@ -117,7 +119,9 @@ async def test_body_over_one_mib_is_refused(stack: Stack) -> None:
     from pushwire.sdk.server import signed_headers
 
     body = b'{"channels":["a"],"event":"e","data":"' + b"x" * (1024 * 1024 + 10) + b'"}'
-    headers = signed_headers(stack.created.server_key.key_id, stack.created.server_key.secret, "POST", "/api/v1/push", body=body)
+    headers = signed_headers(
+        stack.created.server_key.key_id, stack.created.server_key.secret, "POST", "/api/v1/push", body=body
+    )
     async with stack.raw() as http:
         r = await http.post("/api/v1/push", content=body, headers=headers)
     assert r.status_code == 413 and r.json()["error"] == "payload_too_large"

@@ -59,8 +59,16 @@ async def load(page: Page, origin: str) -> None:
 
 
 async def start(page: Page, live: LiveServer, channels: list[str], **kw: Any) -> str:
-    args = {"url": live.http, "token": kw.pop("token", None), "channels": channels, "transports": None, "positions": None,
-            "tokenFn": False, "pollTimeout": POLL_TIMEOUT, **kw}
+    args = {
+        "url": live.http,
+        "token": kw.pop("token", None),
+        "channels": channels,
+        "transports": None,
+        "positions": None,
+        "tokenFn": False,
+        "pollTimeout": POLL_TIMEOUT,
+        **kw,
+    }
     return await page.evaluate(START, args)  # type: ignore[no-any-return]
 
 
@@ -98,7 +106,9 @@ def assert_stream(messages: list[dict[str, Any]], offsets: list[int], data: list
     assert len({m["epoch"] for m in messages}) <= 1
 
 
-async def test_websocket_delivers_in_order_answers_pings_and_acks(live: LiveServer, page: Page, page_origin: str) -> None:
+async def test_websocket_delivers_in_order_answers_pings_and_acks(
+    live: LiveServer, page: Page, page_origin: str
+) -> None:
     ack_requests: list[str] = []
     page.on("request", lambda r: ack_requests.append(r.url) if "/api/v1/ack" in r.url else None)
     await load(page, page_origin)

@@ -60,10 +60,24 @@ def test_full_tenant_flow(env: dict[str, str]) -> None:
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, ck["secret"], algorithms=["HS256"])
     assert header["kid"] == ck["kid"]
-    assert (claims["sub"], claims["app"], claims["channels"], claims["exp"] - claims["iat"]) == ("u1", app_id, ["room.*"], 60)
+    assert (claims["sub"], claims["app"], claims["channels"], claims["exp"] - claims["iat"]) == (
+        "u1",
+        app_id,
+        ["room.*"],
+        60,
+    )
 
-    user = js(env, "console-user", "create", "--email", "Ops@Example.com", "--role", "operator", "--password-stdin",
-              stdin="correct horse battery\n")
+    user = js(
+        env,
+        "console-user",
+        "create",
+        "--email",
+        "Ops@Example.com",
+        "--role",
+        "operator",
+        "--password-stdin",
+        stdin="correct horse battery\n",
+    )
     assert user["email"] == "ops@example.com"
 
     # Every change made from the command line is in the audit log, by a `cli:` actor.
@@ -71,16 +85,29 @@ def test_full_tenant_flow(env: dict[str, str]) -> None:
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT actor, action, target FROM audit_log ORDER BY id").fetchall()
     assert [(a, t) for _, a, t in rows] == [
-        ("tenant.create", tenant_id), ("app.create", app_id), ("server_key.create", key["key_id"]),
-        ("server_key.revoke", key["key_id"]), ("client_key.create", ck["kid"]),
+        ("tenant.create", tenant_id),
+        ("app.create", app_id),
+        ("server_key.create", key["key_id"]),
+        ("server_key.revoke", key["key_id"]),
+        ("client_key.create", ck["kid"]),
     ]
     assert all(actor.startswith("cli:") for actor, _, _ in rows)
 
 
 def test_console_user_needs_stdin_password_and_tenant(env: dict[str, str]) -> None:
     cli(env, "database", "upgrade")
-    p = cli(env, "console-user", "create", "--email", "a@b.c", "--role", "tenant_admin", "--password-stdin",
-            stdin="longenough1\n", ok=False)
+    p = cli(
+        env,
+        "console-user",
+        "create",
+        "--email",
+        "a@b.c",
+        "--role",
+        "tenant_admin",
+        "--password-stdin",
+        stdin="longenough1\n",
+        ok=False,
+    )
     assert p.returncode == 1 and "--tenant" in p.stderr
     p = cli(env, "console-user", "create", "--email", "a@b.c", "--role", "operator", stdin="x", ok=False)
     assert p.returncode == 2 and "--password-stdin" in p.stderr

@@ -18,10 +18,10 @@ from litestar import Litestar
 
 from pushwire.app import create_app
 from pushwire.console import console_router
-from pushwire.web.static import static_files_router
 from pushwire.runtime import Runtime
 from pushwire.settings import load_settings
 from pushwire.tenants.views import AppCreated
+from pushwire.web.static import static_files_router
 from tests.live import backend_env
 from tests.services import unique
 
@@ -44,8 +44,9 @@ class Browser:
     """An httpx client with a cookie jar, posting like the console's forms (plain or HTMX)."""
 
     def __init__(self, app: Litestar) -> None:
-        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 40000)),
-                                      base_url=BASE)
+        self.http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 40000)), base_url=BASE
+        )
         self.csrf = ""
 
     async def get(self, path: str, *, hx: bool = False, **kwargs: Any) -> httpx.Response:
@@ -55,8 +56,9 @@ class Browser:
             self.csrf = m.group(1)
         return response
 
-    async def post(self, path: str, data: dict[str, Any] | None = None, *, hx: bool = True,
-                   csrf: str | None = None) -> httpx.Response:
+    async def post(
+        self, path: str, data: dict[str, Any] | None = None, *, hx: bool = True, csrf: str | None = None
+    ) -> httpx.Response:
         """HTMX posts send the token in X-CSRF-Token (hx-headers); plain posts in the `_csrf` field."""
         token = self.csrf if csrf is None else csrf
         data = dict(data or {})
@@ -121,8 +123,15 @@ async def console(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         await runtime.accounts.create_user(emails["admin_a"], PASSWORD, "tenant_admin", ta.tenant_id)
         await runtime.accounts.create_user(emails["viewer_a"], PASSWORD, "tenant_viewer", ta.tenant_id)
         await runtime.accounts.create_user(emails["admin_b"], PASSWORD, "tenant_admin", tb.tenant_id)
-        c = Console(app=app, runtime=runtime, tenant_a=ta.tenant_id, tenant_b=tb.tenant_id, app_a=app_a,
-                    app_b=app_b, emails=emails)
+        c = Console(
+            app=app,
+            runtime=runtime,
+            tenant_a=ta.tenant_id,
+            tenant_b=tb.tenant_id,
+            app_a=app_a,
+            app_b=app_b,
+            emails=emails,
+        )
         yield c
     finally:
         for b in c._browsers if c else []:

@@ -19,14 +19,19 @@ _SECRET = re.compile(r'<code id="[^"]+" class="mono">([^<]+)</code>')
 def _sdk(console: Console, key_id: str, secret: str) -> AsyncServerClient:
     import httpx
 
-    return AsyncServerClient("http://pushwire.test", key_id, secret,
-                             transport=httpx.ASGITransport(app=console.app, client=("127.0.0.1", 40000)))
+    return AsyncServerClient(
+        "http://pushwire.test",
+        key_id,
+        secret,
+        transport=httpx.ASGITransport(app=console.app, client=("127.0.0.1", 40000)),
+    )
 
 
 async def test_create_app_shows_its_secrets_once(console: Console) -> None:
     b = await console.as_user("admin_a")
-    response = await b.post("/console/apps", {"name": "mobile", "origins": "https://m.example.com",
-                                              "tenant_id": console.tenant_b})  # ignored for a tenant admin
+    response = await b.post(
+        "/console/apps", {"name": "mobile", "origins": "https://m.example.com", "tenant_id": console.tenant_b}
+    )  # ignored for a tenant admin
     assert response.status_code == 200, response.text
     apps = {a.name: a for a in await console.runtime.tenancy.list_apps(console.tenant_a)}
     assert apps["mobile"].allowed_origins == ["https://m.example.com"]
@@ -42,8 +47,9 @@ async def test_create_app_shows_its_secrets_once(console: Console) -> None:
 async def test_server_key_secret_is_shown_once_and_works(console: Console) -> None:
     b = await console.as_user("admin_a")
     app_id = console.app_a.app_id
-    response = await b.post(f"/console/apps/{app_id}/server-keys",
-                            {"label": "backend", "scopes": ["push", "history:read"], "allow_ips": ""})
+    response = await b.post(
+        f"/console/apps/{app_id}/server-keys", {"label": "backend", "scopes": ["push", "history:read"], "allow_ips": ""}
+    )
     assert response.status_code == 200, response.text
     assert response.text.lstrip().startswith('<section class="card" id="server-keys">')  # the fragment
     (secret,) = _SECRET.findall(response.text)
@@ -93,8 +99,12 @@ async def test_client_keys_hs256_and_pem(console: Console) -> None:
     app_id = console.app_a.app_id
     hs = await b.post(f"/console/apps/{app_id}/client-keys", {"kind": "hs256"})
     assert hs.status_code == 200 and len(_SECRET.findall(hs.text)) == 1
-    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     rs = await b.post(f"/console/apps/{app_id}/client-keys", {"kind": "pem", "public_key": pem})
     assert rs.status_code == 200 and not _SECRET.findall(rs.text) and "RS256" in rs.text
     bad = await b.post(f"/console/apps/{app_id}/client-keys", {"kind": "pem", "public_key": "nonsense"})
@@ -110,9 +120,10 @@ async def test_client_keys_hs256_and_pem(console: Console) -> None:
 async def test_settings_edit_and_errors(console: Console) -> None:
     b = await console.as_user("admin_a")
     app_id = console.app_a.app_id
-    response = await b.post(f"/console/apps/{app_id}/settings",
-                            {"origins": "https://a.example.com\nhttps://b.example.com/", "push_rate": "50",
-                             "retention_days": "7"})  # no `enabled`: the checkbox is unticked
+    response = await b.post(
+        f"/console/apps/{app_id}/settings",
+        {"origins": "https://a.example.com\nhttps://b.example.com/", "push_rate": "50", "retention_days": "7"},
+    )  # no `enabled`: the checkbox is unticked
     assert response.status_code == 200 and "Settings saved" in response.text
     app = await console.runtime.tenancy.get_app(app_id, None)
     assert not app.enabled and app.allowed_origins == ["https://a.example.com", "https://b.example.com"]
@@ -137,8 +148,10 @@ async def test_try_it_token_and_push(console: Console) -> None:
     bad_user = await b.post(f"/console/apps/{app_id}/try/token", {"user_id": "no spaces"})
     assert bad_user.status_code == 422
 
-    pushed = await b.post(f"/console/apps/{app_id}/try/push",
-                          {"target_kind": "user", "target": "u1", "event": "demo.hi", "data": '{"text": "hi"}'})
+    pushed = await b.post(
+        f"/console/apps/{app_id}/try/push",
+        {"target_kind": "user", "target": "u1", "event": "demo.hi", "data": '{"text": "hi"}'},
+    )
     assert pushed.status_code == 200, pushed.text
     page = await console.runtime.history.read(app_id, "user.u1", 0, 10)
     assert [m.event for m in page.messages] == ["demo.hi"] and page.messages[0].id in pushed.text

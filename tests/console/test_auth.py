@@ -15,7 +15,10 @@ async def test_login_success_sets_a_safe_session_cookie(console: Console) -> Non
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/console" in cookie
     home = await b.get("/console/")
     assert home.status_code == 200 and console.emails["admin_a"] in home.text
-    assert home.headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in home.headers["content-security-policy"]
+    assert (
+        home.headers["x-frame-options"] == "DENY"
+        and "frame-ancestors 'none'" in home.headers["content-security-policy"]
+    )
 
 
 async def test_wrong_password_is_refused_without_a_session(console: Console) -> None:
@@ -70,8 +73,9 @@ async def test_logout_ends_the_session_server_side(console: Console) -> None:
 async def test_login_form_is_csrf_protected(console: Console) -> None:
     b = console.browser()
     await b.get("/console/login")
-    response = await b.post("/console/login", {"email": console.emails["admin_a"], "password": PASSWORD},
-                            hx=False, csrf="forged-token")
+    response = await b.post(
+        "/console/login", {"email": console.emails["admin_a"], "password": PASSWORD}, hx=False, csrf="forged-token"
+    )
     assert response.status_code == 403 and "pushwire_console" not in b.http.cookies
 
 

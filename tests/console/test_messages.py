@@ -17,8 +17,9 @@ from tests.console.conftest import Console
 ROW_ID = re.compile(r'/messages/([0-9A-Z]{26})">\1</a></td>')
 
 
-async def push(console: Console, channel: str, event: str = "chat", data: bytes = b'{"n": 1}',
-               app_id: str | None = None) -> str:
+async def push(
+    console: Console, channel: str, event: str = "chat", data: bytes = b'{"n": 1}', app_id: str | None = None
+) -> str:
     app_id = app_id or console.app_a.app_id
     tenant = console.tenant_a if app_id == console.app_a.app_id else console.tenant_b
     req = PublishRequest(channels=(channel,), event=event, data=msgspec.Raw(data))
@@ -69,9 +70,12 @@ async def test_browse_each_filter_and_scoping(console: Console) -> None:
     assert ids_in(both.text) == list(reversed(room))
     assert ids_in((await b.get(url, hx=True, params={"user": "u1", "channel": "room.a"})).text) == []
     # Another tenant's app, its messages and their detail pages: 404.
-    for path in (f"/console/apps/{console.app_b.app_id}/messages",
-                 f"/console/apps/{console.app_b.app_id}/messages/{theirs}",
-                 f"{url}/{theirs}", f"{url}/01AAAAAAAAAAAAAAAAAAAAAAAA"):
+    for path in (
+        f"/console/apps/{console.app_b.app_id}/messages",
+        f"/console/apps/{console.app_b.app_id}/messages/{theirs}",
+        f"{url}/{theirs}",
+        f"{url}/01AAAAAAAAAAAAAAAAAAAAAAAA",
+    ):
         response = await b.get(path)
         assert response.status_code == 404 and "secret-b" not in response.text, path
 
@@ -97,13 +101,18 @@ async def test_browse_pages_older_by_keyset(console: Console) -> None:
 async def test_bad_search_input_is_a_422_not_a_500(console: Console) -> None:
     b = await console.as_user("admin_a")
     url = f"/console/apps/{console.app_a.app_id}/messages"
-    cases = [({"channel": "bad name!"}, "channel names"), ({"user": "a b"}, "user ids"),
-             ({"event": "ev ent"}, "events"),
-             ({"since": "yesterday"}, "not a date"), ({"since": "2026-01-02T00:00", "until": "2026-01-01T00:00"},
-                                                      "before its start"),
-             ({"id": "x'; drop"}, "message ids"), ({"before": "x"}, "cursor"), ({"before": "9" * 30}, "cursor"),
-             ({"since": "0001-01-01T00:00+01:00"}, "between the years"), ({"until": "9999-12-31T23:00-05:00"},
-                                                                        "between the years")]
+    cases = [
+        ({"channel": "bad name!"}, "channel names"),
+        ({"user": "a b"}, "user ids"),
+        ({"event": "ev ent"}, "events"),
+        ({"since": "yesterday"}, "not a date"),
+        ({"since": "2026-01-02T00:00", "until": "2026-01-01T00:00"}, "before its start"),
+        ({"id": "x'; drop"}, "message ids"),
+        ({"before": "x"}, "cursor"),
+        ({"before": "9" * 30}, "cursor"),
+        ({"since": "0001-01-01T00:00+01:00"}, "between the years"),
+        ({"until": "9999-12-31T23:00-05:00"}, "between the years"),
+    ]
     for params, text in cases:
         page = await b.get(url, params=params)
         assert page.status_code == 422 and text in page.text and 'role="search"' in page.text, params
@@ -123,10 +132,14 @@ async def test_replay_one_message_to_own_channel_other_channel_and_user(console:
     assert detail.status_code == 200 and "Replay this message" in detail.text and "héllo" in detail.text
     assert f"/console/apps/{app_id}/traces/{original}" in detail.text
     replayed = {}
-    for kind, target, channel, offset in (("own", "", "room.a", 3), ("channel", "room.other", "room.other", 2),
-                                          ("user", "u7", "user.u7", 1)):
-        response = await b.post(f"/console/apps/{app_id}/replay",
-                                {"message_id": original, "target_kind": kind, "target": target})
+    for kind, target, channel, offset in (
+        ("own", "", "room.a", 3),
+        ("channel", "room.other", "room.other", 2),
+        ("user", "u7", "user.u7", 1),
+    ):
+        response = await b.post(
+            f"/console/apps/{app_id}/replay", {"message_id": original, "target_kind": kind, "target": target}
+        )
         assert response.status_code == 200, response.text
         [row] = await rows(console, app_id, channel=channel, offset=offset)
         assert row.replay_of == original and row.message_id != original and row.event == "chat.message"
@@ -138,15 +151,18 @@ async def test_replay_one_message_to_own_channel_other_channel_and_user(console:
     assert f'/messages/{original}">{original}</a>' in copy.text
     listed = (await b.get(f"/console/apps/{app_id}/messages/{original}")).text
     assert all(i in listed for i in replayed.values())
-    bad = await b.post(f"/console/apps/{app_id}/replay", {"message_id": original, "target_kind": "channel",
-                                                          "target": "no spaces allowed"})
+    bad = await b.post(
+        f"/console/apps/{app_id}/replay",
+        {"message_id": original, "target_kind": "channel", "target": "no spaces allowed"},
+    )
     assert bad.status_code == 422 and "target channel" in bad.text
     entries = await AuditLog(console.runtime.backends.database).entries(console.tenant_a, app_id=app_id)
     audit = [e for e in entries if e.action == "message.replay"]
     assert len(audit) == 3 and all(e.actor == console.emails["admin_a"] and e.target == original for e in audit)
     assert [e.details["to"]["kind"] for e in audit] == ["user", "channel", "own"]
-    assert audit[0].details["replayed"] == [{"of": original, "from": "room.a#2", "id": replayed["user"],
-                                             "to": "user.u7#1"}]
+    assert audit[0].details["replayed"] == [
+        {"of": original, "from": "room.a#2", "id": replayed["user"], "to": "user.u7#1"}
+    ]
     page = await b.get("/console/audit?action=message.replay")
     assert page.text.count('<td class="mono">message.replay</td>') == 3 and replayed["own"] in page.text
 
@@ -155,30 +171,43 @@ async def test_replay_a_range_and_refuse_one_over_the_cap(console: Console) -> N
     b = await console.as_user("operator")
     app_id = console.app_a.app_id
     originals = [await push(console, "room.r", "e", str(i).encode()) for i in range(1, 6)]
-    response = await b.post(f"/console/apps/{app_id}/replay", {"channel": "room.r", "from_offset": "2",
-                                                               "to_offset": "4", "target_kind": "channel",
-                                                               "target": "room.copy"}, hx=False)
+    response = await b.post(
+        f"/console/apps/{app_id}/replay",
+        {"channel": "room.r", "from_offset": "2", "to_offset": "4", "target_kind": "channel", "target": "room.copy"},
+        hx=False,
+    )
     assert response.status_code == 200 and "<html" in response.text and "Replayed 3 deliveries" in response.text
     copies = await rows(console, app_id, channel="room.copy")
-    assert [(r.offset, r.replay_of, r.data) for r in copies] == [(1, originals[1], "2"), (2, originals[2], "3"),
-                                                                  (3, originals[3], "4")]
+    assert [(r.offset, r.replay_of, r.data) for r in copies] == [
+        (1, originals[1], "2"),
+        (2, originals[2], "3"),
+        (3, originals[3], "4"),
+    ]
     assert len({r.message_id for r in copies}) == 3
     own = await b.post(f"/console/apps/{app_id}/replay", {"channel": "room.r", "from_offset": "1", "to_offset": "2"})
     assert own.status_code == 200
     assert [(r.offset, r.replay_of) for r in await rows(console, app_id, channel="room.r")][5:] == [
-        (6, originals[0]), (7, originals[1])]
+        (6, originals[0]),
+        (7, originals[1]),
+    ]
     before = len(await rows(console, app_id))
-    for form, text in (({"from_offset": "1", "to_offset": "1001"}, "at most 1,000"),
-                       ({"from_offset": "5", "to_offset": "2"}, "before its first"),
-                       ({"from_offset": "100", "to_offset": "200"}, "no stored messages"),
-                       ({"from_offset": "x", "to_offset": "2"}, "whole number")):
+    for form, text in (
+        ({"from_offset": "1", "to_offset": "1001"}, "at most 1,000"),
+        ({"from_offset": "5", "to_offset": "2"}, "before its first"),
+        ({"from_offset": "100", "to_offset": "200"}, "no stored messages"),
+        ({"from_offset": "x", "to_offset": "2"}, "whole number"),
+    ):
         refused = await b.post(f"/console/apps/{app_id}/replay", {"channel": "room.r", **form})
         assert refused.status_code == 422 and text in refused.text, form
     assert len(await rows(console, app_id)) == before
-    [entry, *_] = await AuditLog(console.runtime.backends.database).entries(None, app_id=app_id,
-                                                                        action="message.replay")
-    assert entry.target == "room.r#1..2" and entry.details["source"] == {"channel": "room.r", "from_offset": 1,
-                                                                         "to_offset": 2}
+    [entry, *_] = await AuditLog(console.runtime.backends.database).entries(
+        None, app_id=app_id, action="message.replay"
+    )
+    assert entry.target == "room.r#1..2" and entry.details["source"] == {
+        "channel": "room.r",
+        "from_offset": 1,
+        "to_offset": 2,
+    }
 
 
 async def test_replay_refusals_publish_nothing(console: Console) -> None:
@@ -186,11 +215,12 @@ async def test_replay_refusals_publish_nothing(console: Console) -> None:
     mine = await push(console, "room.a")
     theirs = await push(console, "room.b", app_id=theirs_app)
     admin = await console.as_user("admin_a")
-    for path, form in ((f"/console/apps/{app_id}/replay", {"message_id": "01AAAAAAAAAAAAAAAAAAAAAAAA"}),
-                       (f"/console/apps/{app_id}/replay", {"message_id": theirs}),
-                       (f"/console/apps/{theirs_app}/replay", {"message_id": theirs}),
-                       (f"/console/apps/{theirs_app}/replay", {"channel": "room.b", "from_offset": "1",
-                                                               "to_offset": "1"})):
+    for path, form in (
+        (f"/console/apps/{app_id}/replay", {"message_id": "01AAAAAAAAAAAAAAAAAAAAAAAA"}),
+        (f"/console/apps/{app_id}/replay", {"message_id": theirs}),
+        (f"/console/apps/{theirs_app}/replay", {"message_id": theirs}),
+        (f"/console/apps/{theirs_app}/replay", {"channel": "room.b", "from_offset": "1", "to_offset": "1"}),
+    ):
         assert (await admin.post(path, form)).status_code == 404, (path, form)
     for token in ("", "forged-token"):
         refused = await admin.post(f"/console/apps/{app_id}/replay", {"message_id": mine}, csrf=token)

@@ -17,14 +17,20 @@ async def test_operator_sees_every_tenant_and_creates_tenants_and_accounts(conso
     assert created.status_code == 200 and "Tenant Acme Corp created" in created.text
     tenant = next(t for t in await console.runtime.tenancy.list_tenants(None) if t.name == "Acme Corp")
     email = f"admin-{tenant.tenant_id}@example.com"
-    short = await b.post("/console/tenants/accounts", {"tenant_id": tenant.tenant_id, "email": email,
-                                                      "password": "short", "role": "tenant_admin"})
+    short = await b.post(
+        "/console/tenants/accounts",
+        {"tenant_id": tenant.tenant_id, "email": email, "password": "short", "role": "tenant_admin"},
+    )
     assert short.status_code == 422 and "at least 10 characters" in short.text
-    made = await b.post("/console/tenants/accounts", {"tenant_id": tenant.tenant_id, "email": email,
-                                                     "password": PASSWORD, "role": "tenant_admin"})
+    made = await b.post(
+        "/console/tenants/accounts",
+        {"tenant_id": tenant.tenant_id, "email": email, "password": PASSWORD, "role": "tenant_admin"},
+    )
     assert made.status_code == 200 and email in made.text
-    op_role = await b.post("/console/tenants/accounts", {"tenant_id": tenant.tenant_id, "email": "o" + email,
-                                                        "password": PASSWORD, "role": "operator"})
+    op_role = await b.post(
+        "/console/tenants/accounts",
+        {"tenant_id": tenant.tenant_id, "email": "o" + email, "password": PASSWORD, "role": "operator"},
+    )
     assert op_role.status_code == 422  # operators are made on the server (CLI), not here
     # The operator creates an app in the new tenant; its admin then sees it.
     app = await b.post("/console/apps", {"tenant_id": tenant.tenant_id, "name": "first"})

@@ -11,10 +11,15 @@ async def test_tenant_admin_gets_404_for_another_tenants_app(console: Console) -
     key_b, kid_b = console.app_b.server_key.key_id, console.app_b.client_key.kid
     home = await b.get("/console/")
     assert console.app_a.app_id in home.text and theirs not in home.text
-    for path, hx in ((f"/console/apps/{theirs}", False), (f"/console/apps/{theirs}/presence", False),
-                     (f"/console/apps/{theirs}/presence/live", True), (f"/console/apps/{theirs}/server-keys", True),
-                     (f"/console/apps/{theirs}/client-keys", True), (f"/console/audit?app={theirs}", False),
-                     ("/console/apps/999999999", False)):
+    for path, hx in (
+        (f"/console/apps/{theirs}", False),
+        (f"/console/apps/{theirs}/presence", False),
+        (f"/console/apps/{theirs}/presence/live", True),
+        (f"/console/apps/{theirs}/server-keys", True),
+        (f"/console/apps/{theirs}/client-keys", True),
+        (f"/console/audit?app={theirs}", False),
+        ("/console/apps/999999999", False),
+    ):
         response = await b.get(path, hx=hx)
         assert response.status_code == 404, path
         assert "There is no such object" in response.text and key_b not in response.text
@@ -43,9 +48,17 @@ async def test_operator_only_pages(console: Console) -> None:
     admin = await console.as_user("admin_a")
     assert (await admin.get("/console/tenants")).status_code == 403
     assert (await admin.post("/console/tenants", {"name": "sneaky"})).status_code == 403
-    assert (await admin.post("/console/tenants/accounts", {"tenant_id": console.tenant_b, "email": "x@example.com",
-                                                          "password": "long enough pass", "role": "tenant_admin"})
-            ).status_code == 403
+    assert (
+        await admin.post(
+            "/console/tenants/accounts",
+            {
+                "tenant_id": console.tenant_b,
+                "email": "x@example.com",
+                "password": "long enough pass",
+                "role": "tenant_admin",
+            },
+        )
+    ).status_code == 403
     assert "sneaky" not in [t.name for t in await console.runtime.tenancy.list_tenants(None)]
 
 
@@ -55,8 +68,9 @@ async def test_viewer_sees_no_forms_and_cannot_change_anything(console: Console)
     for path in ("/console/", f"/console/apps/{app_id}", f"/console/apps/{app_id}/presence", "/console/audit"):
         page = await b.get(path)
         assert page.status_code == 200, path
-        assert "hx-post" not in page.text and page.text.count("<form") == page.text.count('action="/console/logout"') + (
-            1 if path.endswith(("/presence", "/audit")) else 0)  # the logout form (and GET search forms) only
+        assert "hx-post" not in page.text and page.text.count("<form") == page.text.count(
+            'action="/console/logout"'
+        ) + (1 if path.endswith(("/presence", "/audit")) else 0)  # the logout form (and GET search forms) only
         assert 'method="post"' not in page.text.replace('method="post" action="/console/logout"', "")
     key = console.app_a.server_key.key_id
     posts = [

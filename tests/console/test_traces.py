@@ -13,8 +13,10 @@ from tests.console.conftest import Console
 async def _traced_push(console: Console, target: str = "u1") -> str:
     b = await console.as_user("admin_a")
     app_id = console.app_a.app_id
-    response = await b.post(f"/console/apps/{app_id}/try/push", {"target_kind": "user", "target": target,
-                                                                  "event": "console.test", "data": "{}"})
+    response = await b.post(
+        f"/console/apps/{app_id}/try/push",
+        {"target_kind": "user", "target": target, "event": "console.test", "data": "{}"},
+    )
     assert response.status_code == 200, response.text
     message_id = re.search(r'<strong class="mono">([^<]+)</strong>', response.text).group(1)  # type: ignore[union-attr]
     assert f'href="/console/apps/{app_id}/traces/{message_id}"' in response.text
@@ -62,11 +64,29 @@ async def test_filters(console: Console) -> None:
     # A failed message recorded by another instance: only it passes "failed".
     store, now = console.runtime.tracing.store, time.time_ns()
     trace_id = "ab" * 16
-    store.add_span(StoredSpan(trace_id=trace_id, span_id="cd" * 8, name="outbox.relay", start_ns=now, end_ns=now + 5_000_000,
-                              instance="other-1", error=True, status_message="bus down",
-                              attributes={"app_id": console.app_a.app_id, "message_id": "M-FAILED"}))
-    store.add_recent(RecentEntry(trace_id=trace_id, app_id=console.app_a.app_id, event="e", channels=["room.z"],
-                                 ts_ns=now, message_id="M-FAILED"))
+    store.add_span(
+        StoredSpan(
+            trace_id=trace_id,
+            span_id="cd" * 8,
+            name="outbox.relay",
+            start_ns=now,
+            end_ns=now + 5_000_000,
+            instance="other-1",
+            error=True,
+            status_message="bus down",
+            attributes={"app_id": console.app_a.app_id, "message_id": "M-FAILED"},
+        )
+    )
+    store.add_recent(
+        RecentEntry(
+            trace_id=trace_id,
+            app_id=console.app_a.app_id,
+            event="e",
+            channels=["room.z"],
+            ts_ns=now,
+            message_id="M-FAILED",
+        )
+    )
     await store.flush()
     failed = await b.get(base, hx=True, params={"failed": "1"})
     assert "M-FAILED" in failed.text and message_id not in failed.text and "other-1" in failed.text
@@ -83,9 +103,12 @@ async def test_unknown_message_and_other_tenants_are_404(console: Console) -> No
         assert response.status_code == 404 and "There is no such object" in response.text
     # Tenant B: not A's app pages, and not A's message through B's own app either.
     b = await console.as_user("admin_b")
-    for path, hx in ((f"/console/apps/{mine}/traces", False), (f"/console/apps/{mine}/traces/live", True),
-                     (f"/console/apps/{mine}/traces/{message_id}", False),
-                     (f"/console/apps/{theirs}/traces/{message_id}", False)):
+    for path, hx in (
+        (f"/console/apps/{mine}/traces", False),
+        (f"/console/apps/{mine}/traces/live", True),
+        (f"/console/apps/{mine}/traces/{message_id}", False),
+        (f"/console/apps/{theirs}/traces/{message_id}", False),
+    ):
         response = await b.get(path, hx=hx)
         assert response.status_code == 404, path
         assert message_id not in response.text

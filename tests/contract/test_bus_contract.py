@@ -81,8 +81,7 @@ class Ctx:
 
 def _records(topic: str, n: int, keys: int = 5, start: int = 0) -> list[OutgoingRecord]:
     return [
-        OutgoingRecord(topic, f"k{i % keys}".encode(), f"k{i % keys}:{i}".encode())
-        for i in range(start, start + n)
+        OutgoingRecord(topic, f"k{i % keys}".encode(), f"k{i % keys}:{i}".encode()) for i in range(start, start + n)
     ]
 
 
@@ -190,9 +189,12 @@ async def test_two_members_of_one_group_share_the_work(ctx: Ctx) -> None:
     def split() -> bool:
         owned_first = {p.partition for p in first.lag()}
         owned_second = {p.partition for p in second.lag()}
-        return bool(owned_first) and bool(owned_second) and owned_first | owned_second == {
-            0, 1, 2, 3
-        } and not owned_first & owned_second
+        return (
+            bool(owned_first)
+            and bool(owned_second)
+            and owned_first | owned_second == {0, 1, 2, 3}
+            and not owned_first & owned_second
+        )
 
     # Both members hold partitions once the group has settled (Kafka: after the rebalance).
     await _eventually(split)
@@ -268,9 +270,7 @@ async def test_lag_counts_down_to_zero(ctx: Ctx) -> None:
     last = {}
     for r in got.seen.values():
         last[r.partition] = max(last.get(r.partition, -1), r.offset)
-    assert {p.partition: p.highwater for p in lag if p.highwater} == {
-        p: o + 1 for p, o in last.items()
-    }
+    assert {p.partition: p.highwater for p in lag if p.highwater} == {p: o + 1 for p, o in last.items()}
     await sub.stop()
     assert sub.lag() == []
 

@@ -402,11 +402,13 @@ async def test_memory_refreshing_a_ttl_keeps_bookkeeping_bounded() -> None:
 async def test_list_push_capped_many_caps_each_list_and_sets_ttls(cache: AnyCache) -> None:
     from pushwire.cache.base import ListPush
 
-    await cache.list_push_capped_many([
-        ListPush("a", [b"1", b"2", b"3"], max_len=2, ttl=0.2),
-        ListPush("b", [b"x"], max_len=5),
-        ListPush("a", [b"4"], max_len=2, ttl=0.2),  # same key twice: applied in order
-    ])
+    await cache.list_push_capped_many(
+        [
+            ListPush("a", [b"1", b"2", b"3"], max_len=2, ttl=0.2),
+            ListPush("b", [b"x"], max_len=5),
+            ListPush("a", [b"4"], max_len=2, ttl=0.2),  # same key twice: applied in order
+        ]
+    )
     await cache.list_push_capped_many([])
     assert await cache.list_range_many(["a", "b", "missing"], 0, -1) == [[b"4", b"3"], [b"x"], []]
     await asyncio.sleep(0.35)

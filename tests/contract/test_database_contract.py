@@ -69,7 +69,7 @@ async def test_channel_names_are_case_sensitive(database: Database) -> None:
 
 async def test_channel_offset_is_unique(database: Database) -> None:
     app_id = await _app(database)
-    row = dict(app_id=app_id, channel="c", offset=1, event="e", data="{}")
+    row = {"app_id": app_id, "channel": "c", "offset": 1, "event": "e", "data": "{}"}
     async with database.session() as s:
         s.add(Message(message_id="m1", **row))
         await s.commit()
@@ -84,7 +84,11 @@ async def test_insert_ignore_keeps_the_first_row(database: Database) -> None:
     table = Channel.__table__
     async with database.session() as s:
         for epoch in ("first", "second"):
-            await s.execute(insert_ignore(table, database.dialect).values(app_id=app_id, name="x", epoch=epoch, top_offset=0, created_at=utcnow()))
+            await s.execute(
+                insert_ignore(table, database.dialect).values(
+                    app_id=app_id, name="x", epoch=epoch, top_offset=0, created_at=utcnow()
+                )
+            )
         await s.commit()
         assert (await s.scalars(sa.select(Channel.epoch).where(Channel.app_id == app_id))).all() == ["first"]
 

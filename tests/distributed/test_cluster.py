@@ -95,7 +95,7 @@ async def test_kill9_during_flow_clients_resume_elsewhere_with_everything(three:
         assert f.got == sorted(set(f.got)), "in order, no duplicates"
         assert f.got[-1] == top and len(f.got) == len(set(f.got))
         assert all(f.recovered), f"{f.user} resumed with recovered={f.recovered}"
-    moved = [f for f in followers[::3]]  # the ones that started on instance 0
+    moved = followers[::3]  # the ones that started on instance 0
     assert all(f.recovered for f in moved) and all(f.recovered for f in moved)
 
 
@@ -118,8 +118,13 @@ async def test_crashed_instance_leaves_registry_and_presence(three: Cluster) -> 
 
 async def test_config_change_reaches_every_instance_within_2s(three: Cluster) -> None:
     admins = [three.admin(i) for i in range(3)]
-    proc = subprocess.run([sys.executable, "-m", "pushwire", "config", "set", "heartbeat", "17"],
-                          env=three.env, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pushwire", "config", "set", "heartbeat", "17"],
+        env=three.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     t0 = time.monotonic()
 
@@ -133,14 +138,19 @@ async def test_config_change_reaches_every_instance_within_2s(three: Cluster) ->
     assert json.loads(await ws.recv())["heartbeat"] == 17
     await ws.close()
     # the maintenance switch: pushes refused with 503, nothing stored
-    subprocess.run([sys.executable, "-m", "pushwire", "config", "set", "push_enabled", "false"], env=three.env, check=True, timeout=30)
+    subprocess.run(
+        [sys.executable, "-m", "pushwire", "config", "set", "push_enabled", "false"],
+        env=three.env,
+        check=True,
+        timeout=30,
+    )
     pw = three.pusher(2)
 
     async def paused() -> bool:
         try:
             await pw.push(channels=["c"], event="e", data=1)
             return False
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return getattr(exc, "status", None) == 503
 
     assert await _wait(paused, 5, 0.1)

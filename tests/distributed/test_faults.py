@@ -24,8 +24,12 @@ def _pid(pattern: str) -> int:
 
 
 def _services() -> None:
-    subprocess.run(["bash", str(ROOT / "scripts" / "services.sh")], check=True, timeout=120,
-                   env={**os.environ, "VENV": str(ROOT / ".venv")})
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "services.sh")],
+        check=True,
+        timeout=120,
+        env={**os.environ, "VENV": str(ROOT / ".venv")},
+    )
 
 
 @pytest.fixture

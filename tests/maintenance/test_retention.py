@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from pushwire.messaging.epochs import EpochSeed
 from pushwire.messaging.history import History
-from pushwire.messaging.publish import PublishRequest, Publisher
+from pushwire.messaging.publish import Publisher, PublishRequest
 from pushwire.messaging.retention import RetentionSweeper
 from pushwire.registry.local import LocalRegistry
 from pushwire.storage.database import Database
@@ -28,7 +28,9 @@ async def _age(db: Database, app_id: str, days: float, *, first: int, last: int)
     when = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
     async with db.session() as s:
         await s.execute(
-            sa.update(Message).where(Message.app_id == app_id, Message.offset.between(first, last)).values(created_at=when)
+            sa.update(Message)
+            .where(Message.app_id == app_id, Message.offset.between(first, last))
+            .values(created_at=when)
         )
         await s.execute(sa.update(IdempotencyRecord).where(IdempotencyRecord.app_id == app_id).values(created_at=when))
         await s.commit()
@@ -43,8 +45,13 @@ async def test_sweep_removes_only_what_retention_allows(database: Database) -> N
     publisher = Publisher(database, epochs)
     for app_id in (short.app_id, long.app_id):
         for i in range(10):
-            await publisher.publish(tenant.tenant_id, app_id, PublishRequest(
-                channels=("room.a",), event="e", data=msgspec.Raw(str(i).encode()), idempotency_key=f"k{i}"))
+            await publisher.publish(
+                tenant.tenant_id,
+                app_id,
+                PublishRequest(
+                    channels=("room.a",), event="e", data=msgspec.Raw(str(i).encode()), idempotency_key=f"k{i}"
+                ),
+            )
         await _age(database, app_id, 2, first=1, last=6)
 
     result = await RetentionSweeper(database, LocalRegistry()).sweep()
@@ -52,9 +59,15 @@ async def test_sweep_removes_only_what_retention_allows(database: Database) -> N
     assert result.messages == 6  # offsets 1..6 of the 1-day app only
     assert result.idempotency_keys == 20  # every key was aged 2 days: past the 24 h window
     async with database.session() as s:
-        kept = dict((await s.execute(
-            sa.select(Message.app_id, sa.func.count()).where(Message.app_id.in_([short.app_id, long.app_id]))
-            .group_by(Message.app_id))).all())
+        kept = dict(
+            (
+                await s.execute(
+                    sa.select(Message.app_id, sa.func.count())
+                    .where(Message.app_id.in_([short.app_id, long.app_id]))
+                    .group_by(Message.app_id)
+                )
+            ).all()
+        )
     assert kept == {short.app_id: 4, long.app_id: 10}
     # What is left of the swept channel starts after the sweep point; the top is unchanged.
     page = await History(database, epochs).read(short.app_id, "room.a", after=0, limit=100)
@@ -70,8 +83,11 @@ async def test_the_running_sweeper_takes_the_lock_and_sweeps(database: Database)
     app = await tenancy.create_app(tenant.tenant_id, "short", None, AppLimits(retention_days=1))
     publisher = Publisher(database, EpochSeed(SECRET))
     for i in range(3):
-        await publisher.publish(tenant.tenant_id, app.app_id, PublishRequest(
-            channels=("room.a",), event="e", data=msgspec.Raw(str(i).encode())))
+        await publisher.publish(
+            tenant.tenant_id,
+            app.app_id,
+            PublishRequest(channels=("room.a",), event="e", data=msgspec.Raw(str(i).encode())),
+        )
     await _age(database, app.app_id, 3, first=1, last=3)
     registry = LocalRegistry()
     held = registry.lock("retention-sweep", 60)

@@ -42,8 +42,9 @@ async def services(database: Database) -> Services:
     a2 = await tenancy.create_app(t2.tenant_id, "b")
     publisher = Publisher(database, EpochSeed(SECRET))
     browser = MessageBrowser(database)
-    return Services(database, publisher, browser, Replayer(publisher, browser), t1.tenant_id, a1.app_id,
-                    t2.tenant_id, a2.app_id)
+    return Services(
+        database, publisher, browser, Replayer(publisher, browser), t1.tenant_id, a1.app_id, t2.tenant_id, a2.app_id
+    )
 
 
 @pytest.fixture(params=["single", "mariadb+redis"])

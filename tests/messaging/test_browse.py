@@ -49,8 +49,12 @@ async def test_each_filter_newest_first_and_scoped_to_the_app(services: Services
     [row] = page.rows
     assert row.size == 502 and len(row.preview) == 120 and row.preview.endswith("…") and row.replay_of is None
     [small] = (await s.browser.search(s.app_id, BrowseFilter(message_id=dm))).rows
-    assert (small.size, small.preview, small.channel, small.offset) == (len('{"t": "é"}'.encode()), '{"t": "é"}',
-                                                                         "user.u1", 1)
+    assert (small.size, small.preview, small.channel, small.offset) == (
+        len('{"t": "é"}'.encode()),
+        '{"t": "é"}',
+        "user.u1",
+        1,
+    )
     assert await s.browser.deliveries(s.app_id, theirs) == []
 
 
@@ -71,13 +75,22 @@ async def test_keyset_pages_by_seq(services: Services) -> None:
         assert offsets == (expected if channel else [("room.q", 1), *expected])
 
 
-@pytest.mark.parametrize("query, text", [
-    ({"channel": "no spaces"}, "channel names"), ({"user": "a/b"}, "user ids"), ({"event": "a b"}, "events"),
-    ({"message_id": "x" * 33}, "message ids"), ({"since": dt.datetime(2026, 1, 1)}, "time zone"),
-    ({"since": dt.datetime(2026, 1, 2, tzinfo=dt.UTC), "until": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}, "before"),
-    ({"limit": MAX_PAGE + 1}, "page size"), ({"limit": 0}, "page size"), ({"before": 0}, "cursor"),
-])
-async def test_bad_filters_are_refused_before_any_query(services: Services, query: dict[str, object],
-                                                        text: str) -> None:
+@pytest.mark.parametrize(
+    "query, text",
+    [
+        ({"channel": "no spaces"}, "channel names"),
+        ({"user": "a/b"}, "user ids"),
+        ({"event": "a b"}, "events"),
+        ({"message_id": "x" * 33}, "message ids"),
+        ({"since": dt.datetime(2026, 1, 1)}, "time zone"),
+        ({"since": dt.datetime(2026, 1, 2, tzinfo=dt.UTC), "until": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}, "before"),
+        ({"limit": MAX_PAGE + 1}, "page size"),
+        ({"limit": 0}, "page size"),
+        ({"before": 0}, "cursor"),
+    ],
+)
+async def test_bad_filters_are_refused_before_any_query(
+    services: Services, query: dict[str, object], text: str
+) -> None:
     with pytest.raises(Invalid, match=text):
         await services.browser.search(services.app_id, BrowseFilter(**query))  # type: ignore[arg-type]

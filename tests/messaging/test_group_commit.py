@@ -10,7 +10,7 @@ import pytest
 from pushwire.errors import BackendUnavailable
 from pushwire.messaging.epochs import EpochSeed
 from pushwire.messaging.group_commit import GroupCommit
-from pushwire.messaging.publish import PublishRequest, Publisher
+from pushwire.messaging.publish import Publisher, PublishRequest
 from pushwire.storage.database import Database
 from pushwire.tenants.crypto import SecretBox
 from pushwire.tenants.service import TenancyService

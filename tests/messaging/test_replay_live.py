@@ -33,8 +33,7 @@ async def test_replay_from_the_console_reaches_a_connected_client_live(live: Liv
             assert (again["channel"], again["offset"], again["epoch"]) == ("room.live", 2, original["epoch"])
             assert again["id"] != original["id"] and again["id"] in response.text
             assert (again["event"], again["data"]) == (original["event"], original["data"])
-            response = await console.post(replay, {"message_id": original["id"], "target_kind": "user",
-                                                   "target": "u1"})
+            response = await console.post(replay, {"message_id": original["id"], "target_kind": "user", "target": "u1"})
             assert response.status_code == 200, response.text
             [personal] = await c.messages(1)
             assert set(personal) == MESSAGE_KEYS and (personal["channel"], personal["offset"]) == ("user.u1", 1)

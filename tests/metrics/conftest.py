@@ -20,7 +20,9 @@ from tests.services import REDIS_URL, unique
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     url = f"sqlite+aiosqlite:///{tmp_path}/metrics.db"
     await asyncio.to_thread(upgrade, url)
-    rt = Runtime.build(load_settings({"PUSHWIRE_DATABASE_URL": url, "PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789"}))
+    rt = Runtime.build(
+        load_settings({"PUSHWIRE_DATABASE_URL": url, "PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789"})
+    )
     yield rt
     await rt.backends.database.close()
 

@@ -30,8 +30,11 @@ async def live(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
 
 
 async def test_metrics_are_disabled_without_a_token(tmp_path: Path) -> None:
-    app = create_app(load_settings({"PUSHWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/off.db",
-                                    "PUSHWIRE_SECRET_KEY": SECRET}))
+    app = create_app(
+        load_settings(
+            {"PUSHWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/off.db", "PUSHWIRE_SECRET_KEY": SECRET}
+        )
+    )
     runtime: Runtime = app.state.runtime
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pushwire.test") as http:
@@ -47,8 +50,13 @@ async def test_metrics_are_disabled_without_a_token(tmp_path: Path) -> None:
 async def test_scrape_needs_the_token_and_counts_pushes_deliveries_errors_and_connections(live: LiveServer) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(base_url=live.http) as http:
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
-                        {"Authorization": TOKEN}, {"Authorization": f"Bearer {TOKEN}x"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": f"Basic {TOKEN}"},
+            {"Authorization": TOKEN},
+            {"Authorization": f"Bearer {TOKEN}x"},
+        ):
             r = await http.get("/metrics", headers=headers)
             assert r.status_code == 401, headers
             assert r.headers["content-type"].startswith("application/json")

@@ -24,8 +24,10 @@ class Clock:
 
 async def _outbox_rows(db: Database, app_id: str, n: int) -> None:
     async with db.session() as s:
-        s.add_all(OutboxEntry(tenant_id="t1", app_id=app_id, shard=0, channel="room.a", offset=i, payload=b"x")
-                  for i in range(1, n + 1))
+        s.add_all(
+            OutboxEntry(tenant_id="t1", app_id=app_id, shard=0, channel="room.a", offset=i, payload=b"x")
+            for i in range(1, n + 1)
+        )
         await s.commit()
 
 
@@ -49,7 +51,7 @@ async def test_samples_land_in_the_cache_bounded_with_rates_from_counter_deltas(
         runtime.metrics.message_in("111", 4)
         await sampler.record()
     assert await cache.list_length(stats_key(iid)) == 5  # capped: the oldest fell off
-    stored = (await read_samples(cache, [iid, unique("gone-")]))
+    stored = await read_samples(cache, [iid, unique("gone-")])
     assert list(stored) and all(isinstance(s, Sample) for s in stored[iid])
     assert [s.ts for s in stored[iid]] == [clock.now - i for i in range(4, -1, -1)]  # oldest first
     assert stored[iid][-1].rate_in == {"111": 4.0}

@@ -19,7 +19,10 @@ async def test_welcome_then_live_personal_and_broadcast(live: LiveServer) -> Non
         await pw.push(users=["u1"], event="greet", data={"n": 1})
         await pw.push(broadcast=True, event="news", data="all")
         got = await c.messages(2)
-        assert [(m["channel"], m["offset"], m["event"]) for m in got] == [("user.u1", 1, "greet"), ("broadcast", 1, "news")]
+        assert [(m["channel"], m["offset"], m["event"]) for m in got] == [
+            ("user.u1", 1, "greet"),
+            ("broadcast", 1, "news"),
+        ]
         assert got[0]["data"] == {"n": 1} and got[0]["epoch"] == welcome["channels"]["user.u1"]["epoch"]
 
 
@@ -91,7 +94,11 @@ async def test_gap_that_cannot_be_filled_is_explicit(live: LiveServer) -> None:
         await asyncio.sleep(0.3)
         # Retention removed offsets 1..10 and the cache no longer has them.
         async with live.runtime.backends.database.session() as s:
-            await s.execute(sa.delete(Message).where(Message.app_id == live.app_id, Message.channel == "room.t", Message.offset <= 10))
+            await s.execute(
+                sa.delete(Message).where(
+                    Message.app_id == live.app_id, Message.channel == "room.t", Message.offset <= 10
+                )
+            )
             await s.commit()
         await live.runtime.backends.cache.delete(hot_key(live.app_id, "room.t"))
         async with await Client.connect(live.ws_url(token)) as c:
@@ -174,8 +181,15 @@ async def test_live_gap_is_filled_from_history(live: LiveServer) -> None:
         reqs = [PublishRequest(channels=("room.g",), event="e", data=msgspec.Raw(str(i).encode())) for i in range(3)]
         results = await rt.publisher.publish_many(live.tenant_id, live.app_id, reqs)
         d = results[2].deliveries[0]
-        third = ClientMessage(channel="room.g", offset=d.offset, epoch=d.epoch, id=results[2].id, event="e",
-                              data=msgspec.Raw(b"2"), ts="2026-01-01T00:00:00.000Z")
+        third = ClientMessage(
+            channel="room.g",
+            offset=d.offset,
+            epoch=d.epoch,
+            id=results[2].id,
+            event="e",
+            data=msgspec.Raw(b"2"),
+            ts="2026-01-01T00:00:00.000Z",
+        )
         # Before the relay has published anything: offset 3 arrives first, as if 1 and 2 were lost.
         rt.hub.deliver(live.app_id, "room.g", 3, ENCODER.encode(third).decode())
         rt.notify_published()

@@ -27,10 +27,18 @@ async def _refused_status(url: str, **kw: object) -> int:
         lambda live: "",
         lambda live: "not-a-jwt",
         lambda live: live.token("u1", ttl=-120),  # expired beyond the leeway
-        lambda live: jwt.encode({"sub": "u1", "app": live.app_id, "exp": int(time.time()) + 60}, "wrong-secret",
-                                algorithm="HS256", headers={"kid": live.created.client_key.kid}),
-        lambda live: jwt.encode({"sub": "u1", "app": live.app_id, "exp": int(time.time()) + 60}, key=None,
-                                algorithm="none", headers={"kid": live.created.client_key.kid}),
+        lambda live: jwt.encode(
+            {"sub": "u1", "app": live.app_id, "exp": int(time.time()) + 60},
+            "wrong-secret",
+            algorithm="HS256",
+            headers={"kid": live.created.client_key.kid},
+        ),
+        lambda live: jwt.encode(
+            {"sub": "u1", "app": live.app_id, "exp": int(time.time()) + 60},
+            key=None,
+            algorithm="none",
+            headers={"kid": live.created.client_key.kid},
+        ),
     ],
 )
 async def test_bad_tokens_refused_with_401(live: LiveServer, make_token) -> None:  # type: ignore[no-untyped-def]
@@ -135,8 +143,10 @@ json_values = st.recursive(
 garbage = st.one_of(
     st.text(max_size=200),
     json_values.map(json.dumps),
-    st.fixed_dictionaries({"type": st.sampled_from(["subscribe", "ack", "unsubscribe", "ping"])}, optional={
-        "channel": st.text(max_size=200), "offset": json_values, "since": json_values}).map(json.dumps),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["subscribe", "ack", "unsubscribe", "ping"])},
+        optional={"channel": st.text(max_size=200), "offset": json_values, "since": json_values},
+    ).map(json.dumps),
 )
 
 

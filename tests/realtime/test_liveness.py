@@ -17,7 +17,11 @@ from tests.live import live_server
 async def sqlite_env(tmp_path: Path) -> dict[str, str]:
     url = f"sqlite+aiosqlite:///{tmp_path}/live.db"
     await asyncio.to_thread(upgrade, url)
-    return {"PUSHWIRE_DATABASE_URL": url, "PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789", "PUSHWIRE_HEARTBEAT": "1"}
+    return {
+        "PUSHWIRE_DATABASE_URL": url,
+        "PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789",
+        "PUSHWIRE_HEARTBEAT": "1",
+    }
 
 
 async def test_server_pings_and_silent_client_is_closed(sqlite_env: dict[str, str]) -> None:

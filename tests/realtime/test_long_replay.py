@@ -26,7 +26,9 @@ async def test_a_replay_over_the_send_buffer_arrives_whole(live: LiveServer) -> 
         await client.send({"type": "subscribe", "channel": "room.long"})
         first = await client.recv_until("subscribed")
         await _fill(live, "room.long", 4_000)
-        await client.send({"type": "subscribe", "channel": "room.long", "since": {"epoch": first["epoch"], "offset": 0}})
+        await client.send(
+            {"type": "subscribe", "channel": "room.long", "since": {"epoch": first["epoch"], "offset": 0}}
+        )
         head = await client.recv_until("subscribed")
         assert (head["recovered"], head["replayed"]) == (True, 4_000)
         offsets = [m["offset"] for m in await client.messages(4_000, timeout=60)]
@@ -36,7 +38,9 @@ async def test_a_replay_over_the_send_buffer_arrives_whole(live: LiveServer) -> 
         await client.close()
 
 
-async def test_more_than_the_replay_cap_behind_is_recovered_false(live: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_more_than_the_replay_cap_behind_is_recovered_false(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(recovery, "MAX_REPLAY", 50)
     await _fill(live, "room.far", 51)
     client = await Client.connect(live.ws_url(live.token("u2", ["room.*"])))

@@ -24,7 +24,9 @@ async def test_first_poll_welcome_unread_then_live(live: LiveServer) -> None:
         assert body["welcome"]["user"] == "lp1"
         assert [m["data"] for m in body["messages"]] == ["unread"]
         cursor = body["cursor"]
-        poll = asyncio.create_task(http.get("/api/v1/longpoll", params=[("channel", "room.a"), ("cursor", cursor), ("timeout", "10")]))
+        poll = asyncio.create_task(
+            http.get("/api/v1/longpoll", params=[("channel", "room.a"), ("cursor", cursor), ("timeout", "10")])
+        )
         await asyncio.sleep(0.3)
         await pw.push(channels=["room.a"], event="e", data="live")
         body = (await poll).json()
@@ -33,10 +35,18 @@ async def test_first_poll_welcome_unread_then_live(live: LiveServer) -> None:
         # while the client is away, messages pile up; the next poll with the cursor gets them all
         for i in range(30):
             await pw.push(channels=["room.a"], event="e", data=i)
-        body2 = (await http.get("/api/v1/longpoll", params=[("channel", "room.a"), ("cursor", body["cursor"]), ("timeout", "1")])).json()
+        body2 = (
+            await http.get(
+                "/api/v1/longpoll", params=[("channel", "room.a"), ("cursor", body["cursor"]), ("timeout", "1")]
+            )
+        ).json()
         assert [m["data"] for m in body2["messages"]] == list(range(30))
         # an empty poll waits for its timeout and returns the same positions
-        empty = (await http.get("/api/v1/longpoll", params=[("channel", "room.a"), ("cursor", body2["cursor"]), ("timeout", "1")])).json()
+        empty = (
+            await http.get(
+                "/api/v1/longpoll", params=[("channel", "room.a"), ("cursor", body2["cursor"]), ("timeout", "1")]
+            )
+        ).json()
         assert empty["messages"] == []
 
 
@@ -54,7 +64,10 @@ async def test_cursor_survives_a_restart_of_the_serving_instance(live: LiveServe
         "PUSHWIRE_DATABASE_URL": live.runtime.settings.database_url,
         "PUSHWIRE_CACHE_URL": live.runtime.settings.cache_url,
     }
-    async with live_server(env) as other, httpx.AsyncClient(base_url=other.http, headers=_auth(token), timeout=40) as http2:
+    async with (
+        live_server(env) as other,
+        httpx.AsyncClient(base_url=other.http, headers=_auth(token), timeout=40) as http2,
+    ):
         body = (await http2.get("/api/v1/longpoll", params={"cursor": first["cursor"], "timeout": "2"})).json()
         assert [m["data"] for m in body["messages"]] == [0, 1, 2, 3, 4]
 
@@ -71,8 +84,11 @@ async def test_forged_or_foreign_cursor_is_400(live: LiveServer) -> None:
         r = await http.get("/api/v1/longpoll", params={"cursor": "!!notbase64", "timeout": "1"}, headers=_auth(a))
         assert r.status_code == 400
         other_app = await live.new_app()
-        r = await http.get("/api/v1/longpoll", params={"cursor": cursor, "timeout": "1"},
-                           headers=_auth(live.token("lpa", created=other_app)))
+        r = await http.get(
+            "/api/v1/longpoll",
+            params={"cursor": cursor, "timeout": "1"},
+            headers=_auth(live.token("lpa", created=other_app)),
+        )
         assert (r.status_code, r.json()["error"]) == (400, "invalid_cursor")
 
 
@@ -157,7 +173,9 @@ async def test_a_waiting_long_poll_ends_when_the_client_hangs_up(live: LiveServe
     async with httpx.AsyncClient(base_url=live.http, headers=_auth(token), timeout=40) as http:
         first = (await http.get("/api/v1/longpoll", params={"timeout": "1"})).json()
         before = live.runtime.hub.count()
-        poll = asyncio.create_task(http.get("/api/v1/longpoll", params=[("cursor", first["cursor"]), ("timeout", "30")]))
+        poll = asyncio.create_task(
+            http.get("/api/v1/longpoll", params=[("cursor", first["cursor"]), ("timeout", "30")])
+        )
         async with asyncio.timeout(5):
             while live.runtime.hub.count() == before:  # the poll is waiting, attached to the hub
                 await asyncio.sleep(0.02)

@@ -22,8 +22,11 @@ async def _read_frame(client: Client, channel: str, offset: int) -> dict[str, ob
 async def test_an_ack_on_one_instance_is_a_read_frame_on_the_other(mysql_url: str) -> None:
     async with two_instances(mysql_url) as (a, b):
         token = a.token("u1")
-        async with await Client.connect(a.ws_url(token)) as phone, await Client.connect(b.ws_url(token)) as laptop, \
-                a.pusher() as pw:
+        async with (
+            await Client.connect(a.ws_url(token)) as phone,
+            await Client.connect(b.ws_url(token)) as laptop,
+            a.pusher() as pw,
+        ):
             await phone.recv_until("welcome")
             await laptop.recv_until("welcome")
             await asyncio.sleep(1.0)  # both routers join the new tenant topic's group

@@ -217,11 +217,17 @@ async def test_gap_that_cannot_be_filled_is_reported(live: LiveServer) -> None:
         epoch = out["results"][0]["deliveries"][0]["epoch"]
         await asyncio.sleep(0.3)
         async with live.runtime.backends.database.session() as s:
-            await s.execute(sa.delete(Message).where(Message.app_id == live.app_id, Message.channel == "room.t", Message.offset <= 10))
+            await s.execute(
+                sa.delete(Message).where(
+                    Message.app_id == live.app_id, Message.channel == "room.t", Message.offset <= 10
+                )
+            )
             await s.commit()
         await live.runtime.backends.cache.delete(hot_key(live.app_id, "room.t"))
         seen: list[tuple[str, dict[str, Any]]] = []
-        client = RealtimeClient(live.http, live.token("s8", ["room.*"]), channels=["room.t"], on_gap=lambda c, f: seen.append((c, f)))
+        client = RealtimeClient(
+            live.http, live.token("s8", ["room.*"]), channels=["room.t"], on_gap=lambda c, f: seen.append((c, f))
+        )
         client._positions["room.t"] = (epoch, 5)  # as if offsets up to 5 were delivered before
         async with client:
             sub = await client.subscribe("room.t")

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlencode
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pushwire.sdk.server import signed_headers
 from pushwire.tenants.signing import canonical_query, canonical_query_from_string, sign
-from urllib.parse import urlencode
 
 VECTOR = "0a0bf13b1ff9446315e0044d9417ee66498c494c00c25e7f097b12094e639857"
 
 
 def test_spec_test_vector() -> None:
     assert sign("s3cret", "POST", "/api/v1/push", "", "1700000000", "abcdefghijklmnop", b"{}") == VECTOR
-    h = signed_headers("sk_1", "s3cret", "POST", "/api/v1/push", body=b"{}", timestamp=1700000000, nonce="abcdefghijklmnop")
+    h = signed_headers(
+        "sk_1", "s3cret", "POST", "/api/v1/push", body=b"{}", timestamp=1700000000, nonce="abcdefghijklmnop"
+    )
     assert h["X-Pushwire-Signature"] == VECTOR
 
 
@@ -48,6 +50,13 @@ def test_sdk_signature_verifies_on_the_server_side(items: list[tuple[str, str]],
     """What the SDK signs from its pairs equals what the server recomputes from the query string sent."""
     h = signed_headers("sk_x", secret, "GET", "/api/v1/presence", items, body)
     wire_query = urlencode(items)
-    server = sign(secret, "GET", "/api/v1/presence", canonical_query_from_string(wire_query),
-                  h["X-Pushwire-Timestamp"], h["X-Pushwire-Nonce"], body)
+    server = sign(
+        secret,
+        "GET",
+        "/api/v1/presence",
+        canonical_query_from_string(wire_query),
+        h["X-Pushwire-Timestamp"],
+        h["X-Pushwire-Nonce"],
+        body,
+    )
     assert server == h["X-Pushwire-Signature"]

@@ -93,12 +93,18 @@ async def test_duplicate_names_are_refused(svc: TenancyService) -> None:
 async def test_client_keys_hs256_and_public_keys(svc: TenancyService) -> None:
     tenant = await svc.create_tenant(unique("c"))
     created = await svc.create_app(tenant.tenant_id, "web")
-    rsa_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-    ec_pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    rsa_pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    ec_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     r = await svc.create_client_key(created.app_id, tenant.tenant_id, rsa_pem)
     e = await svc.create_client_key(created.app_id, tenant.tenant_id, ec_pem)
     assert r.secret is None and e.secret is None

@@ -12,7 +12,6 @@ from pushwire.tracing.records import StoredSpan
 from pushwire.tracing.store import SpanStore
 from tests.live import LiveServer, backend_env, live_server
 
-
 live_env = backend_env  # the name tests here import
 
 
@@ -22,8 +21,9 @@ async def live(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         yield server
 
 
-async def wait_for_spans(store: SpanStore, trace_id: str, done: Callable[[list[StoredSpan]], bool],
-                         timeout: float = 10.0) -> list[StoredSpan]:
+async def wait_for_spans(
+    store: SpanStore, trace_id: str, done: Callable[[list[StoredSpan]], bool], timeout: float = 10.0
+) -> list[StoredSpan]:
     """Poll the store (spans arrive by batched flushes) until `done(spans)`."""
     spans: list[StoredSpan] = []
     async with asyncio.timeout(timeout):

@@ -20,12 +20,18 @@ from tests.tracing.conftest import by_name, wait_for_spans
 async def two_instances(mysql_url: str) -> AsyncIterator[tuple[LiveServer, LiveServer]]:
     run = unique("trx")
     env = {
-        "PUSHWIRE_DATABASE_URL": mysql_url, "PUSHWIRE_CACHE_URL": REDIS_URL, "PUSHWIRE_BUS_URL": KAFKA_URL,
-        "PUSHWIRE_REGISTRY_URL": f"{ETCD_URL}/{run}", "PUSHWIRE_KAFKA_TOPIC_PREFIX": run,
-        "PUSHWIRE_KAFKA_PARTITIONS": "2", "PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789",
+        "PUSHWIRE_DATABASE_URL": mysql_url,
+        "PUSHWIRE_CACHE_URL": REDIS_URL,
+        "PUSHWIRE_BUS_URL": KAFKA_URL,
+        "PUSHWIRE_REGISTRY_URL": f"{ETCD_URL}/{run}",
+        "PUSHWIRE_KAFKA_TOPIC_PREFIX": run,
+        "PUSHWIRE_KAFKA_PARTITIONS": "2",
+        "PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789",
     }
-    async with live_server({**env, "PUSHWIRE_INSTANCE_ID": f"{run}-a"}) as a, \
-            live_server({**env, "PUSHWIRE_INSTANCE_ID": f"{run}-b"}) as b:
+    async with (
+        live_server({**env, "PUSHWIRE_INSTANCE_ID": f"{run}-a"}) as a,
+        live_server({**env, "PUSHWIRE_INSTANCE_ID": f"{run}-b"}) as b,
+    ):
         yield a, b
 
 
@@ -51,7 +57,9 @@ async def test_waterfall_on_each_instance_shows_the_others_spans(mysql_url: str)
             async with asyncio.timeout(10):
                 while (trace_id := await store_b.trace_of(accepted["id"])) is None:
                     await asyncio.sleep(0.1)
-            spans = await wait_for_spans(store_b, trace_id, lambda s: len([x for x in s if x.name == "client.ack"]) == 2)
+            spans = await wait_for_spans(
+                store_b, trace_id, lambda s: len([x for x in s if x.name == "client.ack"]) == 2
+            )
         named = by_name(spans)
         assert named["push"][0].instance == ida and named["db.commit"][0].instance == ida
         assert {s.instance for s in named["kafka.consume"] + named["router"] + named["hub.deliver"]} == {idb}

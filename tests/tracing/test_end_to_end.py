@@ -38,9 +38,15 @@ async def test_push_deliver_ack_is_one_linked_trace(live: LiveServer) -> None:
 
     [push] = named["push"]
     assert push.parent_id == "" and push.kind == "server"
-    assert (parent("db.commit"), parent("outbox.relay"), parent("kafka.produce"), parent("kafka.consume"),
-            parent("router"), parent("hub.deliver"), parent("client.ack")) == (
-        "push", "push", "outbox.relay", "kafka.produce", "kafka.consume", "router", "router")
+    assert (
+        parent("db.commit"),
+        parent("outbox.relay"),
+        parent("kafka.produce"),
+        parent("kafka.consume"),
+        parent("router"),
+        parent("hub.deliver"),
+        parent("client.ack"),
+    ) == ("push", "push", "outbox.relay", "kafka.produce", "kafka.consume", "router", "router")
     deliver = named["hub.deliver"][0]
     assert deliver.attributes["user_id"] == "u1" and deliver.attributes["message_id"] == accepted["id"]
     assert named["client.ack"][0].attributes["user_id"] == "u1"

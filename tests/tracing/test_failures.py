@@ -43,14 +43,30 @@ class Transport:
 
 
 def _session(i: int, transport: Transport, queue_bytes: int = 1 << 20) -> Session:
-    identity = ClientIdentity(app_id="1", tenant_id="t", user_id=f"u{i}", channels=("room.*",), info=None,
-                              expires_at=0.0, max_connections=10, max_connections_per_user=10, allowed_origins=())
+    identity = ClientIdentity(
+        app_id="1",
+        tenant_id="t",
+        user_id=f"u{i}",
+        channels=("room.*",),
+        info=None,
+        expires_at=0.0,
+        max_connections=10,
+        max_connections_per_user=10,
+        allowed_origins=(),
+    )
     return Session(f"s{i}", identity, transport, queue_bytes)
 
 
 def _record(offset: int, data: str) -> tuple[BusEnvelope, BusRecord, bytes]:
-    m = ClientMessage(channel="room.a", offset=offset, epoch="e", id=f"M{offset}", event="e",
-                      data=msgspec.Raw(ENCODER.encode(data)), ts="2026-01-01T00:00:00.000Z")
+    m = ClientMessage(
+        channel="room.a",
+        offset=offset,
+        epoch="e",
+        id=f"M{offset}",
+        event="e",
+        data=msgspec.Raw(ENCODER.encode(data)),
+        ts="2026-01-01T00:00:00.000Z",
+    )
     env = BusEnvelope(tenant_id="t", app_id="1", message=m)
     tp = f"00-{offset:032x}-{offset:016x}-01".encode()
     return env, BusRecord("p.t", 0, offset, b"room.a", ENCODER.encode(env), (("traceparent", tp),)), tp

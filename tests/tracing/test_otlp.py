@@ -25,7 +25,7 @@ class Collector(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: Collector
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.server.received.append((self.path, self.headers.get("Content-Type", ""), body))
         self.send_response(200)
@@ -33,7 +33,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         return None
 
 
@@ -56,8 +56,11 @@ def test_endpoint_forms() -> None:
 async def test_spans_are_exported_to_the_collector(collector: Collector, tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/otlp.db"
     await asyncio.to_thread(upgrade, url)
-    env = {"PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789", "PUSHWIRE_DATABASE_URL": url,
-           "PUSHWIRE_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}"}
+    env = {
+        "PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789",
+        "PUSHWIRE_DATABASE_URL": url,
+        "PUSHWIRE_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
+    }
     async with live_server(env) as live, live.pusher() as pw:
         accepted = await pw.push(channels=["room.otlp"], event="e", data=1)
         await asyncio.sleep(0.5)  # the relay publishes; the server's shutdown flushes the exporter
@@ -68,7 +71,10 @@ async def test_spans_are_exported_to_the_collector(collector: Collector, tmp_pat
         request = ExportTraceServiceRequest.FromString(body)
         for resource_spans in request.resource_spans:
             attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-            assert attrs["service.name"] == "pushwire" and attrs["service.instance.id"] == live.runtime.settings.instance_id
+            assert (
+                attrs["service.name"] == "pushwire"
+                and attrs["service.instance.id"] == live.runtime.settings.instance_id
+            )
             for scope in resource_spans.scope_spans:
                 for span in scope.spans:
                     names.add(span.name)

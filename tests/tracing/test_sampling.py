@@ -25,8 +25,12 @@ def test_ratio_setting(tmp_path: Path) -> None:
     assert load_settings(env).trace_sample_ratio == 1.0
     assert load_settings({**env, "PUSHWIRE_TRACE_SAMPLE_RATIO": "0.25"}).trace_sample_ratio == 0.25
     assert load_settings({**env, "PUSHWIRE_TRACE_SAMPLE_RATIO": "0"}).trace_sample_ratio == 0.0
-    for bad, fragment in (("1.5", "outside 0..1"), ("-0.1", "outside 0..1"), ("nan", "outside 0..1"),
-                          ("ten percent", "not a number")):
+    for bad, fragment in (
+        ("1.5", "outside 0..1"),
+        ("-0.1", "outside 0..1"),
+        ("nan", "outside 0..1"),
+        ("ten percent", "not a number"),
+    ):
         with pytest.raises(SettingsError) as raised:
             load_settings({**env, "PUSHWIRE_TRACE_SAMPLE_RATIO": bad})
         assert "PUSHWIRE_TRACE_SAMPLE_RATIO" in str(raised.value) and fragment in str(raised.value)

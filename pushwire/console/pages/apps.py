@@ -67,12 +67,20 @@ async def update_settings(
     )
     changes = _changes(before, after)
     if changes:
-        await audit(runtime).record(session.email, "app.update", tenant_id=after.tenant_id, app_id=app_id,
-                                    target=app_id, details=changes)
+        await audit(runtime).record(
+            session.email, "app.update", tenant_id=after.tenant_id, app_id=app_id, target=app_id, details=changes
+        )
     notice = "Settings saved." if changes else "Nothing changed."
-    return page_or_fragment(request, "_settings.html", title="App settings", back=f"/console/apps/{app_id}",
-                            app=after, limits=msgspec.structs.asdict(after.limits), limit_labels=LIMIT_LABELS,
-                            notice=notice)
+    return page_or_fragment(
+        request,
+        "_settings.html",
+        title="App settings",
+        back=f"/console/apps/{app_id}",
+        app=after,
+        limits=msgspec.structs.asdict(after.limits),
+        limit_labels=LIMIT_LABELS,
+        notice=notice,
+    )
 
 
 handlers = [app_page, update_settings]

@@ -13,9 +13,19 @@ from pushwire.runtime import Runtime
 
 LIMIT = 200
 # What the console writes; the page filters by one of them.
-ACTIONS = ("app.create", "app.update", "server_key.create", "server_key.rotate", "server_key.revoke",
-           "client_key.create", "client_key.revoke", "tenant.create", "account.create", "push.test",
-           "message.replay")
+ACTIONS = (
+    "app.create",
+    "app.update",
+    "server_key.create",
+    "server_key.rotate",
+    "server_key.revoke",
+    "client_key.create",
+    "client_key.revoke",
+    "tenant.create",
+    "account.create",
+    "push.test",
+    "message.replay",
+)
 
 
 @get("/audit")
@@ -28,8 +38,9 @@ async def audit_page(
     if app_id:
         await runtime.tenancy.get_app(app_id, session.scope)  # 404 for another tenant's app
     entries = await audit(runtime).entries(session.scope, app_id=app_id or None, action=action or None, limit=LIMIT)
-    return render(request, "audit.html", entries=entries, app_filter=app_id, action_filter=action, actions=ACTIONS,
-                  limit=LIMIT)
+    return render(
+        request, "audit.html", entries=entries, app_filter=app_id, action_filter=action, actions=ACTIONS, limit=LIMIT
+    )
 
 
 handlers = [audit_page]

@@ -30,12 +30,20 @@ async def create_app(request: Request[Any, Any, Any], runtime: Runtime, session:
         raise Invalid("choose a tenant")
     created = await runtime.tenancy.create_app(tenant_id, form.text("name"), form.words("origins"))
     await audit(runtime).record(
-        session.email, "app.create", tenant_id=tenant_id, app_id=created.app_id, target=created.app_id,
-        details={"name": form.text("name"), "server_key": created.server_key.key_id,
-                 "client_key": created.client_key.kid},
+        session.email,
+        "app.create",
+        tenant_id=tenant_id,
+        app_id=created.app_id,
+        target=created.app_id,
+        details={
+            "name": form.text("name"),
+            "server_key": created.server_key.key_id,
+            "client_key": created.client_key.kid,
+        },
     )
-    return page_or_fragment(request, "_app_created.html", title="App created", back="/console/",
-                            created=created, name=form.text("name"))
+    return page_or_fragment(
+        request, "_app_created.html", title="App created", back="/console/", created=created, name=form.text("name")
+    )
 
 
 handlers = [dashboard, create_app]

@@ -11,7 +11,6 @@ from litestar import Request, Response, get, post
 
 from pushwire.console.auth import ConsoleSession
 from pushwire.console.pages.common import Form, audit, page_or_fragment
-from pushwire.console.render import render
 from pushwire.runtime import Runtime
 from pushwire.tenants.service import Invalid, NotFound
 from pushwire.tenants.views import SCOPES, ServerKeyView
@@ -66,9 +65,14 @@ async def create_server_key(
         raise Invalid("choose at least one scope")
     label = form.text("label")
     secret = await runtime.tenancy.create_server_key(app_id, session.scope, scopes, form.words("allow_ips"), label)
-    await audit(runtime).record(session.email, "server_key.create", tenant_id=app.tenant_id, app_id=app_id,
-                                target=secret.key_id, details={"label": label, "scopes": scopes,
-                                                               "allow_ips": form.words("allow_ips")})
+    await audit(runtime).record(
+        session.email,
+        "server_key.create",
+        tenant_id=app.tenant_id,
+        app_id=app_id,
+        target=secret.key_id,
+        details={"label": label, "scopes": scopes, "allow_ips": form.words("allow_ips")},
+    )
     return _server_keys(request, await _server_ctx(runtime, session, app_id, created=secret))
 
 
@@ -79,8 +83,9 @@ async def revoke_server_key(
     app = await runtime.tenancy.get_app(app_id, session.scope)
     await _server_key(runtime, session, app_id, key_id)
     await runtime.tenancy.revoke_server_key(key_id, session.scope)
-    await audit(runtime).record(session.email, "server_key.revoke", tenant_id=app.tenant_id, app_id=app_id,
-                                target=key_id)
+    await audit(runtime).record(
+        session.email, "server_key.revoke", tenant_id=app.tenant_id, app_id=app_id, target=key_id
+    )
     return _server_keys(request, await _server_ctx(runtime, session, app_id, notice=f"Key {key_id} revoked."))
 
 
@@ -95,8 +100,14 @@ async def rotate_server_key(
         raise Invalid("this key is already revoked; create a new one instead")
     secret = await runtime.tenancy.create_server_key(app_id, session.scope, old.scopes, old.allow_ips, old.label)
     await runtime.tenancy.revoke_server_key(key_id, session.scope)
-    await audit(runtime).record(session.email, "server_key.rotate", tenant_id=app.tenant_id, app_id=app_id,
-                                target=key_id, details={"replaced_by": secret.key_id})
+    await audit(runtime).record(
+        session.email,
+        "server_key.rotate",
+        tenant_id=app.tenant_id,
+        app_id=app_id,
+        target=key_id,
+        details={"replaced_by": secret.key_id},
+    )
     return _server_keys(request, await _server_ctx(runtime, session, app_id, created=secret, rotated=key_id))
 
 
@@ -120,8 +131,14 @@ async def create_client_key(
     if kind not in ("hs256", "pem"):
         raise Invalid("choose HS256 or a public key")
     created = await runtime.tenancy.create_client_key(app_id, session.scope, pem)
-    await audit(runtime).record(session.email, "client_key.create", tenant_id=app.tenant_id, app_id=app_id,
-                                target=created.kid, details={"kind": kind})
+    await audit(runtime).record(
+        session.email,
+        "client_key.create",
+        tenant_id=app.tenant_id,
+        app_id=app_id,
+        target=created.kid,
+        details={"kind": kind},
+    )
     return _client_keys(request, await _client_ctx(runtime, session, app_id, created=created))
 
 
@@ -131,10 +148,16 @@ async def revoke_client_key(
 ) -> Response[Any]:
     app = await runtime.tenancy.get_app(app_id, session.scope)
     await runtime.tenancy.revoke_client_key(kid, app_id, session.scope)
-    await audit(runtime).record(session.email, "client_key.revoke", tenant_id=app.tenant_id, app_id=app_id,
-                                target=kid)
+    await audit(runtime).record(session.email, "client_key.revoke", tenant_id=app.tenant_id, app_id=app_id, target=kid)
     return _client_keys(request, await _client_ctx(runtime, session, app_id, notice=f"Client key {kid} revoked."))
 
 
-handlers = [server_keys, create_server_key, revoke_server_key, rotate_server_key, client_keys, create_client_key,
-            revoke_client_key]
+handlers = [
+    server_keys,
+    create_server_key,
+    revoke_server_key,
+    rotate_server_key,
+    client_keys,
+    create_client_key,
+    revoke_client_key,
+]

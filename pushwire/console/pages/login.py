@@ -25,8 +25,9 @@ from pushwire.runtime import Runtime
 LOCKED = "Too many failed sign-ins for this email. Try again in 15 minutes."
 
 
-def _login_form(request: Request[Any, Any, Any], status: int = 200, error: str | None = None,
-                email: str = "") -> Response[Any]:
+def _login_form(
+    request: Request[Any, Any, Any], status: int = 200, error: str | None = None, email: str = ""
+) -> Response[Any]:
     token = csrf.login_token(request)
     response = render(request, "login.html", status=status, login_csrf=token, error=error, email=email)
     csrf.set_login_cookie(response, token, secure_request(request))

@@ -38,24 +38,43 @@ def _filter(params: dict[str, str], before: str) -> BrowseFilter:
     if before and not before.isdigit():
         raise Invalid("bad page cursor")
     return BrowseFilter(
-        channel=params["channel"] or None, user=params["user"] or None, event=params["event"] or None,
-        since=_time(params["since"], "From"), until=_time(params["until"], "Until"),
+        channel=params["channel"] or None,
+        user=params["user"] or None,
+        event=params["event"] or None,
+        since=_time(params["since"], "From"),
+        until=_time(params["until"], "Until"),
         # Message ids are upper-case; people paste either.
-        message_id=params["id"].upper() or None, before=int(before) if before else None, limit=PAGE,
+        message_id=params["id"].upper() or None,
+        before=int(before) if before else None,
+        limit=PAGE,
     )
 
 
 @get("/apps/{app_id:str}/messages")
 async def messages_page(
-    request: Request[Any, Any, Any], runtime: Runtime, session: ConsoleSession, app_id: str,
-    channel: str = "", user: str = "", event: str = "", since: str = "", until: str = "", id: str = "",
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    session: ConsoleSession,
+    app_id: str,
+    channel: str = "",
+    user: str = "",
+    event: str = "",
+    since: str = "",
+    until: str = "",
+    id: str = "",
     before: str = "",
 ) -> Response[Any]:
     app = await runtime.tenancy.get_app(app_id, session.scope)  # NotFound outside the user's tenant
     params = {k: v.strip() for k, v in zip(FIELDS, (channel, user, event, since, until, id), strict=True)}
     query = urlencode({k: v for k, v in params.items() if v})
-    ctx: dict[str, Any] = {"app": app, "f": params, "query": query, "kinds": TARGET_KINDS, "page_size": PAGE,
-                           "paged": bool(before)}
+    ctx: dict[str, Any] = {
+        "app": app,
+        "f": params,
+        "query": query,
+        "kinds": TARGET_KINDS,
+        "page_size": PAGE,
+        "paged": bool(before),
+    }
     try:
         page = await MessageBrowser(runtime.backends.database).search(app_id, _filter(params, before.strip()))
     except Invalid as exc:
@@ -83,8 +102,17 @@ async def message_page(
     if not deliveries:
         raise NotFound(message_id)
     first = deliveries[0]
-    return render(request, "message.html", app=app, m=first, deliveries=deliveries, data=_pretty(first.data),
-                  size=len(first.data.encode()), replays=await browser.replays_of(app_id, first), kinds=TARGET_KINDS)
+    return render(
+        request,
+        "message.html",
+        app=app,
+        m=first,
+        deliveries=deliveries,
+        data=_pretty(first.data),
+        size=len(first.data.encode()),
+        replays=await browser.replays_of(app_id, first),
+        kinds=TARGET_KINDS,
+    )
 
 
 def _replay_request(form: Form) -> ReplayRequest:
@@ -96,19 +124,34 @@ def _replay_request(form: Form) -> ReplayRequest:
         return ReplayRequest(target=target, message_id=form.text("message_id"))
     if not form.text("channel"):
         raise Invalid("give a message id, or a channel and a range of offsets")
-    return ReplayRequest(target=target, channel=form.text("channel"),
-                         from_offset=form.number("from_offset", "First offset", 1, 2**62),
-                         to_offset=form.number("to_offset", "Last offset", 1, 2**62))
+    return ReplayRequest(
+        target=target,
+        channel=form.text("channel"),
+        from_offset=form.number("from_offset", "First offset", 1, 2**62),
+        to_offset=form.number("to_offset", "Last offset", 1, 2**62),
+    )
 
 
 def _audit_details(req: ReplayRequest, result: ReplayResult) -> dict[str, Any]:
     source: dict[str, Any] = (
         {"channel": req.channel, "from_offset": req.from_offset, "to_offset": req.to_offset}
-        if req.is_range else {"message_id": req.message_id}
+        if req.is_range
+        else {"message_id": req.message_id}
     )
-    return {"source": source, "to": {"kind": req.target.kind, "name": req.target.name}, "count": len(result.items),
-            "replayed": [{"of": i.original_id, "from": f"{i.original_channel}#{i.original_offset}", "id": i.id,
-                          "to": f"{i.channel}#{i.offset}"} for i in result.items]}
+    return {
+        "source": source,
+        "to": {"kind": req.target.kind, "name": req.target.name},
+        "count": len(result.items),
+        "replayed": [
+            {
+                "of": i.original_id,
+                "from": f"{i.original_channel}#{i.original_offset}",
+                "id": i.id,
+                "to": f"{i.channel}#{i.offset}",
+            }
+            for i in result.items
+        ],
+    }
 
 
 async def _writable_app(runtime: Runtime, session: ConsoleSession, app_id: str) -> AppView:
@@ -131,10 +174,24 @@ async def replay(
     result = await replayer.replay(app.tenant_id, app_id, req)
     runtime.notify_published()
     target = req.message_id or f"{req.channel}#{req.from_offset}..{req.to_offset}"
-    await audit(runtime).record(session.email, "message.replay", tenant_id=app.tenant_id, app_id=app_id,
-                                target=target, details=_audit_details(req, result))
-    return page_or_fragment(request, "_replayed.html", title="Replayed", back=f"/console/apps/{app_id}/messages",
-                            app=app, result=result, req=req, kinds=TARGET_KINDS)
+    await audit(runtime).record(
+        session.email,
+        "message.replay",
+        tenant_id=app.tenant_id,
+        app_id=app_id,
+        target=target,
+        details=_audit_details(req, result),
+    )
+    return page_or_fragment(
+        request,
+        "_replayed.html",
+        title="Replayed",
+        back=f"/console/apps/{app_id}/messages",
+        app=app,
+        result=result,
+        req=req,
+        kinds=TARGET_KINDS,
+    )
 
 
 handlers = [messages_page, message_page, replay]

@@ -21,8 +21,14 @@ async def _live(runtime: Runtime, session: ConsoleSession, app_id: str, q: str) 
     # The registry entry is refreshed every few seconds; this instance's own count is exact now.
     here = runtime.settings.instance_id
     instances = [msgspec.structs.replace(i, connections=runtime.hub.count()) if i.id == here else i for i in instances]
-    return {"app": app, "users": users, "instances": instances, "q": q, "limit": LIMIT,
-            "connections": sum(len(u.routes) for u in users)}
+    return {
+        "app": app,
+        "users": users,
+        "instances": instances,
+        "q": q,
+        "limit": LIMIT,
+        "connections": sum(len(u.routes) for u in users),
+    }
 
 
 @get("/apps/{app_id:str}/presence")

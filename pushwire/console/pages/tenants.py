@@ -31,11 +31,22 @@ async def tenants_page(request: Request[Any, Any, Any], runtime: Runtime, sessio
 async def create_tenant(request: Request[Any, Any, Any], runtime: Runtime, session: ConsoleSession) -> Response[Any]:
     form = await Form.read(request)
     tenant = await runtime.tenancy.create_tenant(form.text("name"))
-    await audit(runtime).record(session.email, "tenant.create", tenant_id=tenant.tenant_id, target=tenant.tenant_id,
-                                details={"name": tenant.name})
-    return page_or_fragment(request, "_tenants.html", title="Tenants", back="/console/tenants",
-                            rows=await _rows(runtime), roles=TENANT_ROLES,
-                            notice=f"Tenant {tenant.name} created ({tenant.tenant_id}).")
+    await audit(runtime).record(
+        session.email,
+        "tenant.create",
+        tenant_id=tenant.tenant_id,
+        target=tenant.tenant_id,
+        details={"name": tenant.name},
+    )
+    return page_or_fragment(
+        request,
+        "_tenants.html",
+        title="Tenants",
+        back="/console/tenants",
+        rows=await _rows(runtime),
+        roles=TENANT_ROLES,
+        notice=f"Tenant {tenant.name} created ({tenant.tenant_id}).",
+    )
 
 
 @post("/tenants/accounts", opt=OPERATORS, status_code=200)
@@ -47,10 +58,20 @@ async def create_account(request: Request[Any, Any, Any], runtime: Runtime, sess
     if not tenant_id:
         raise Invalid("choose a tenant")
     account = await runtime.accounts.create_user(form.text("email"), form.raw("password"), role, tenant_id)
-    await audit(runtime).record(session.email, "account.create", tenant_id=tenant_id, target=account.email,
-                                details={"role": role, "user_id": account.user_id})
-    return page_or_fragment(request, "_notice.html", title="Account created", back="/console/tenants",
-                            notice=f"{account.email} can now sign in as {role.replace('_', ' ')} of {tenant_id}.")
+    await audit(runtime).record(
+        session.email,
+        "account.create",
+        tenant_id=tenant_id,
+        target=account.email,
+        details={"role": role, "user_id": account.user_id},
+    )
+    return page_or_fragment(
+        request,
+        "_notice.html",
+        title="Account created",
+        back="/console/tenants",
+        notice=f"{account.email} can now sign in as {role.replace('_', ' ')} of {tenant_id}.",
+    )
 
 
 handlers = [tenants_page, create_tenant, create_account]

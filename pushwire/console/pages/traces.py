@@ -19,8 +19,9 @@ def _filter(channel: str, user: str, min_ms: str, failed: str) -> TraceFilter:
         slow = max(0.0, float(min_ms)) if min_ms.strip() else 0.0
     except ValueError:
         slow = 0.0
-    return TraceFilter(channel=channel.strip()[:164], user=user.strip()[:128], min_ms=slow,
-                       failed=failed in ("1", "on", "true"))
+    return TraceFilter(
+        channel=channel.strip()[:164], user=user.strip()[:128], min_ms=slow, failed=failed in ("1", "on", "true")
+    )
 
 
 async def _recent(runtime: Runtime, session: ConsoleSession, app_id: str, f: TraceFilter) -> dict[str, Any]:
@@ -31,18 +32,34 @@ async def _recent(runtime: Runtime, session: ConsoleSession, app_id: str, f: Tra
 
 @get("/apps/{app_id:str}/traces")
 async def traces_page(
-    request: Request[Any, Any, Any], runtime: Runtime, session: ConsoleSession, app_id: str,
-    channel: str = "", user: str = "", min_ms: str = "", failed: str = "",
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    session: ConsoleSession,
+    app_id: str,
+    channel: str = "",
+    user: str = "",
+    min_ms: str = "",
+    failed: str = "",
 ) -> Response[Any]:
-    return render(request, "traces.html", **await _recent(runtime, session, app_id, _filter(channel, user, min_ms, failed)))
+    return render(
+        request, "traces.html", **await _recent(runtime, session, app_id, _filter(channel, user, min_ms, failed))
+    )
 
 
 @get("/apps/{app_id:str}/traces/live")
 async def traces_live(
-    request: Request[Any, Any, Any], runtime: Runtime, session: ConsoleSession, app_id: str,
-    channel: str = "", user: str = "", min_ms: str = "", failed: str = "",
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    session: ConsoleSession,
+    app_id: str,
+    channel: str = "",
+    user: str = "",
+    min_ms: str = "",
+    failed: str = "",
 ) -> Response[Any]:
-    return render(request, "_traces.html", **await _recent(runtime, session, app_id, _filter(channel, user, min_ms, failed)))
+    return render(
+        request, "_traces.html", **await _recent(runtime, session, app_id, _filter(channel, user, min_ms, failed))
+    )
 
 
 @get("/apps/{app_id:str}/traces/{key:str}")
@@ -56,9 +73,18 @@ async def trace_page(
     trace_id, spans = found
     rows = waterfall(spans)
     total_ms = round((max(s.end_ns for s in spans) - min(s.start_ns for s in spans)) / 1e6, 3)
-    return render(request, "trace.html", app=app, key=key, trace_id=trace_id, rows=rows, total_ms=total_ms,
-                  instances=sorted({s.instance for s in spans}), failed=any(s.error for s in spans),
-                  start_ns=min(s.start_ns for s in spans))
+    return render(
+        request,
+        "trace.html",
+        app=app,
+        key=key,
+        trace_id=trace_id,
+        rows=rows,
+        total_ms=total_ms,
+        instances=sorted({s.instance for s in spans}),
+        failed=any(s.error for s in spans),
+        start_ns=min(s.start_ns for s in spans),
+    )
 
 
 handlers = [traces_page, traces_live, trace_page]

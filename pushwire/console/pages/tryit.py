@@ -33,8 +33,18 @@ async def try_token(
     kid, secret = await runtime.tenancy.hs256_signing_secret(app_id, session.scope)
     channels = form.words("channels")
     token = mint_token(app_id, user_id, kid, secret, ttl, channels)
-    return page_or_fragment(request, "_try_token.html", title="Test token", back=f"/console/apps/{app_id}",
-                            app=app, token=token, user_id=user_id, ttl=ttl, kid=kid, channels=channels)
+    return page_or_fragment(
+        request,
+        "_try_token.html",
+        title="Test token",
+        back=f"/console/apps/{app_id}",
+        app=app,
+        token=token,
+        user_id=user_id,
+        ttl=ttl,
+        kid=kid,
+        channels=channels,
+    )
 
 
 @post("/apps/{app_id:str}/try/push", status_code=200)
@@ -54,7 +64,7 @@ async def try_push(
     try:
         msgspec.json.decode(data)
     except msgspec.DecodeError:
-        raise Invalid("data must be JSON, e.g. {\"text\": \"hello\"}") from None
+        raise Invalid('data must be JSON, e.g. {"text": "hello"}') from None
     raw = msgspec.Raw(data.encode())
     event = form.text("event") or "console.test"
     if kind == "channel":
@@ -70,10 +80,23 @@ async def try_push(
         result = await runtime.publisher.publish(app.tenant_id, app_id, req)
         span.set_attribute("message_id", result.id)
     runtime.notify_published()
-    await audit(runtime).record(session.email, "push.test", tenant_id=app.tenant_id, app_id=app_id, target=result.id,
-                                details={kind + "s": targets, "event": event})
-    return page_or_fragment(request, "_try_push.html", title="Test push", back=f"/console/apps/{app_id}",
-                            app=app, result=result, event=event)
+    await audit(runtime).record(
+        session.email,
+        "push.test",
+        tenant_id=app.tenant_id,
+        app_id=app_id,
+        target=result.id,
+        details={kind + "s": targets, "event": event},
+    )
+    return page_or_fragment(
+        request,
+        "_try_push.html",
+        title="Test push",
+        back=f"/console/apps/{app_id}",
+        app=app,
+        result=result,
+        event=event,
+    )
 
 
 handlers = [try_token, try_push]

@@ -17,7 +17,9 @@ def bearer_token(query: Mapping[str, str], headers: Mapping[str, str]) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-async def identify(verifier: ClientTokenVerifier, query: Mapping[str, str], headers: Mapping[str, str]) -> ClientIdentity:
+async def identify(
+    verifier: ClientTokenVerifier, query: Mapping[str, str], headers: Mapping[str, str]
+) -> ClientIdentity:
     token = bearer_token(query, headers)
     if not token:
         raise ApiError(401, "unauthorized", "a client token is required (?token= or Authorization: Bearer)")

@@ -77,19 +77,26 @@ async def ack(request: Request[Any, Any, Any], runtime: Runtime) -> AckResult:
     try:
         body = msgspec.json.decode(await request.body(), type=AckBody)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ApiError(422, "invalid_request", "body must be {\"channel\": str, \"offset\": int}", [{"message": str(exc)}]) from None
+        raise ApiError(
+            422, "invalid_request", 'body must be {"channel": str, "offset": int}', [{"message": str(exc)}]
+        ) from None
     if not is_channel(body.channel) or not identity.may_subscribe(body.channel):
         raise ApiError(403, "forbidden", "the token does not allow this channel")
     state = (await runtime.connections.recovery.state(identity.app_id, [body.channel]))[body.channel]
     if not 0 <= body.offset <= state.top:
-        raise ApiError(422, "invalid_request", f"offset must be within 0..{state.top}", [{"field": "$.offset", "message": "out of range"}])
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"offset must be within 0..{state.top}",
+            [{"field": "$.offset", "message": "out of range"}],
+        )
     start_ns = time.time_ns()
     stored = await runtime.connections.acks.advance(identity.app_id, identity.user_id, body.channel, body.offset)
     frame = p.encode(p.Read(channel=body.channel, offset=stored))
     for session in runtime.hub.user_sessions(identity.app_id, identity.user_id):
         session.enqueue(frame)
     runtime.read_sync.notify(identity.tenant_id, identity.app_id, identity.user_id, body.channel, stored)
-    await runtime.tracing.acks.ack(identity.app_id, identity.user_id, body.channel, body.offset, stored, start_ns, "http")
+    await runtime.tracing.acks.ack(
+        identity.app_id, identity.user_id, body.channel, body.offset, stored, start_ns, "http"
+    )
     return AckResult(channel=body.channel, offset=stored)
-
-

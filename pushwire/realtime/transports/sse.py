@@ -44,9 +44,13 @@ async def sse(
             if not result.messages:
                 yield f": keep-alive\nid: {result.cursor}\n\n"
             try:
-                result = await runtime.poller.poll(identity, rooms, result.cursor, float(runtime.settings.heartbeat), "sse")
+                result = await runtime.poller.poll(
+                    identity, rooms, result.cursor, float(runtime.settings.heartbeat), "sse"
+                )
             except ApiError:
                 return
         yield "event: reconnect\ndata: {}\n\n"
 
-    return Stream(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return Stream(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

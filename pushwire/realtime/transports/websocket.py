@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from litestar import WebSocket, websocket
+from litestar.types.asgi_types import WebSocketResponseStartEvent
 
 from pushwire.errors import ApiError
 from pushwire.realtime.connections import LimitReached
@@ -30,19 +31,22 @@ class WebSocketTransport:
 
     async def send_frames(self, frames: list[str]) -> None:
         for frame in frames:
-            await self._send({"type": "websocket.send", "text": frame})
+            await self._send({"type": "websocket.send", "text": frame, "bytes": None})
 
     async def close(self, code: int, reason: str) -> None:
         await self._send({"type": "websocket.close", "code": int(code), "reason": reason[:120]})
 
 
 async def _deny(socket: WebSocket[Any, Any, Any], status: int, code: str, message: str) -> None:
-    if "websocket.http.response" in socket.scope.get("extensions", {}):
+    if "websocket.http.response" in (socket.scope.get("extensions") or {}):
         body = msgspec.json.encode({"error": code, "message": message})
-        await socket.send(
-            {"type": "websocket.http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
-        )
-        await socket.send({"type": "websocket.http.response.body", "body": body})
+        start: WebSocketResponseStartEvent = {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+        await socket.send(start)
+        await socket.send({"type": "websocket.http.response.body", "body": body, "more_body": False})
     else:  # servers without the extension: the spec allows closing with 4001 instead
         await socket.accept()
         await socket.close(code=Close.UNAUTHORIZED if status == 401 else Close.FORBIDDEN, reason=message[:120])
@@ -87,8 +91,8 @@ async def _read(socket: WebSocket[Any, Any, Any], session: Session, runtime: Run
         message = await receive()
         if message["type"] == "websocket.disconnect":
             return
-        text = message.get("text")
-        data = message.get("bytes")
+        text = cast(str | None, message.get("text"))
+        data = cast(bytes | None, message.get("bytes"))
         size = len(text.encode()) if text is not None else len(data or b"")
         if size > MAX_FRAME_BYTES:
             session.close_soon(Close.TOO_BIG, "frame over 64 KiB")
