@@ -43,6 +43,8 @@ class ClientIdentity(msgspec.Struct, frozen=True):
     max_connections: int
     max_connections_per_user: int
     allowed_origins: tuple[str, ...]
+    # The client key that signed the token: open connections are closed when it is revoked.
+    kid: str = ""
 
     def may_subscribe(self, channel: str) -> bool:
         if channel == BROADCAST:
@@ -164,7 +166,30 @@ class ClientTokenVerifier:
             raise TokenError("algorithm not allowed")
 
         claims = self._decode(token, key)
-        return self._identity(claims, app, key)
+        return self._identity(claims, app, key, kid)
+
+    def expired(self, identity: ClientIdentity, now: float | None = None) -> bool:
+        """The token's exp (plus the leeway) has passed: an open connection must end (4001)."""
+        return identity.expires_at + self.leeway <= (self.clock() if now is None else now)
+
+    async def revalidate(self, identity: ClientIdentity) -> str | None:
+        """Why an open connection's credentials no longer hold (expired, key revoked, app or tenant
+        disabled), or None. Reads the in-process key cache, reloaded after an invalidation."""
+        if self.expired(identity):
+            return "token expired"
+        key = await self._key(identity.app_id, identity.kid)
+        if key is None:
+            return "unknown key"
+        if key.revoked:
+            return "key revoked"
+        if not key.usable:
+            return "app disabled"
+        return None
+
+    def invalidate(self, app_id: str) -> None:
+        """Forget cached keys of `app_id` (a key or the app changed): the next use reloads them."""
+        for cache_key in [k for k in self._cache if k[0] == app_id]:
+            self._cache.pop(cache_key, None)
 
     def _decode(self, token: str, key: _Entry) -> dict[str, Any]:
         # Time claims are checked by _identity against our clock; PyJWT checks signature and types.
@@ -187,7 +212,7 @@ class ClientTokenVerifier:
         except jwt.PyJWTError:
             raise TokenError("invalid token") from None
 
-    def _identity(self, claims: dict[str, Any], app: str, key: _Entry) -> ClientIdentity:
+    def _identity(self, claims: dict[str, Any], app: str, key: _Entry, key_id: str) -> ClientIdentity:
         sub = claims.get("sub")
         if sub is None:
             raise TokenError("missing sub claim")
@@ -230,6 +255,7 @@ class ClientTokenVerifier:
             max_connections=key.max_connections,
             max_connections_per_user=key.max_connections_per_user,
             allowed_origins=key.allowed_origins,
+            kid=key_id,
         )
 
     # -- key cache -----------------------------------------------------

@@ -99,6 +99,7 @@ async def test_hs256_gives_the_identity(world: World) -> None:
         max_connections=10_000,
         max_connections_per_user=10,
         allowed_origins=("https://chat.example.com",),
+        kid=world.a.client_key.kid,
     )
 
 
