@@ -6,13 +6,11 @@
 # The default command serves on 0.0.0.0:8000; `docker run pushwire database upgrade`
 # runs the migrations (docker-compose.yml does that in its `migrate` service).
 
-# --- console assets: htmx from the npm registry, pinned in package.json ---------------------
+# --- console assets: htmx from the npm registry, pinned in package.json and package-lock.json --
 FROM node:22-alpine AS assets
 WORKDIR /src
-COPY package.json package-lock.json* ./
-RUN npm install --no-audit --no-fund --omit=dev \
- && mkdir -p static/vendor \
- && cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx.min.js
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --omit=dev
 
 # --- Python build: install the project into a self-contained virtualenv --------------------
 FROM python:3.11-slim AS build
@@ -26,8 +24,12 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
+# setup.py builds migrations/, static/ and this pinned htmx into the package (no npm in this stage);
+# the check (run outside /src, so it sees the installed package) fails the build without htmx.
+COPY --from=assets /src/node_modules/htmx.org ./node_modules/htmx.org
 RUN pip install --upgrade pip \
- && pip install .
+ && pip install . \
+ && cd / && python -c "from pushwire.paths import require_htmx; require_htmx()"
 
 # --- runtime ------------------------------------------------------------------------------
 FROM python:3.11-slim
@@ -38,12 +40,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 pushwire \
  && useradd --system --uid 10001 --gid pushwire --home-dir /app --no-create-home --shell /usr/sbin/nologin pushwire
 
+# The package carries its migrations and static assets: nothing of the source tree is needed.
 COPY --from=build /opt/venv /opt/venv
-# The project tree stays root-owned and read-only to the server. The working directory matters:
-# an installed package finds Alembic's migrations/ (and static/) relative to it.
 WORKDIR /app
-COPY . .
-COPY --from=assets /src/static/vendor ./static/vendor
 # Writable only here, for single-node SQLite: PUSHWIRE_DATABASE_URL=sqlite+aiosqlite:///data/pushwire.db
 RUN mkdir -p /app/data && chown pushwire:pushwire /app/data
 

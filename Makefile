@@ -9,7 +9,7 @@ export PUSHWIRE_DATABASE_URL ?= sqlite+aiosqlite:///./pushwire.db
 
 .PHONY: run test lint install services browser migrate demo bench screenshots clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev,bench]"
@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) $(HTMX)
 
-# htmx comes from the npm registry, pinned in package.json; copied into static/vendor/ (not committed).
+# htmx comes from the npm registry, pinned in package.json; copied into static/vendor/ (not committed),
+# where the editable install serves it from. A built package fetches its own (setup.py).
 $(HTMX): package.json
 	npm install --no-audit --no-fund --silent
 	mkdir -p static/vendor
@@ -42,8 +43,8 @@ browser:
 
 # The gate before any test: lint, format and strict types (config in pyproject.toml).
 lint: install
-	$(BIN)/ruff check pushwire tests bench scripts
-	$(BIN)/ruff format --check pushwire tests bench scripts
+	$(BIN)/ruff check pushwire tests bench scripts setup.py
+	$(BIN)/ruff format --check pushwire tests bench scripts setup.py
 	$(BIN)/mypy
 
 test: lint services browser
@@ -57,4 +58,4 @@ screenshots: install browser
 	$(BIN)/python scripts/screenshots.py
 
 clean:
-	rm -rf $(VENV) node_modules static/vendor pushwire.db pushwire.secret
+	rm -rf $(VENV) node_modules static/vendor pushwire.db pushwire.secret build dist *.egg-info

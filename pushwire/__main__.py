@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from pushwire.cli import changes  # noqa: F401 - adds app limits/enable/disable, tenant and client-key switches
 from pushwire.cli.accounts import console_user
 from pushwire.cli.config import config
 from pushwire.cli.server import database, demo, run

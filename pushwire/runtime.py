@@ -31,6 +31,7 @@ from pushwire.realtime.polling import Poller
 from pushwire.realtime.protocol import Close
 from pushwire.realtime.read_sync import ReadSync
 from pushwire.realtime.recovery import Recovery
+from pushwire.realtime.revocation import Revocation
 from pushwire.realtime.router import Router
 from pushwire.realtime.tokens import ClientTokenVerifier
 from pushwire.realtime.transports.cursor import CursorCodec
@@ -73,6 +74,8 @@ class Runtime:
     read_sync: ReadSync
     # Deletes messages past their app's retention (one instance at a time, under a registry lock).
     retention: RetentionSweeper
+    # Change notices (key revoked, app or tenant changed): close this instance's sessions with 4001.
+    revocation: Revocation
     # Set after each commit of new messages, so the outbox relay wakes without polling delay.
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # Counters for /metrics and the queue-depth page; hooks in the push API, router and error handlers.
@@ -92,13 +95,16 @@ class Runtime:
         history = History(db, epochs)
         hot = HotHistory(cache)
         presence = PresenceStore(db, cache)
-        hub = Hub()
+        tokens = ClientTokenVerifier(db, box)
+        # The once-a-second tick also closes connections whose token expired (4001).
+        hub = Hub(expired=tokens.expired)
         wakeup = asyncio.Event()
         metrics = Metrics()
         read_sync = ReadSync(backends.bus, hub, settings.kafka_topic_prefix, settings.instance_id)
         tracing = Tracing(settings, cache)
+        revocation = Revocation(backends.registry, hub, tokens)
         tracer = tracing.tracer
-        publisher = Publisher(db, epochs, tracer, tracing.store)
+        publisher = Publisher(db, epochs, observer=tracing.commits)
         connections = Connections(
             hub,
             Recovery(history, hot),
@@ -111,7 +117,8 @@ class Runtime:
         return cls(
             settings=settings,
             backends=backends,
-            tenancy=TenancyService(db, box),
+            # Its changes go through the registry to every instance, this one included.
+            tenancy=TenancyService(db, box, settings.limit_maxima, on_change=revocation.publish),
             accounts=AccountService(db),
             box=box,
             auth=ServerAuthenticator(db, box, cache, settings.trusted_networks),
@@ -119,7 +126,7 @@ class Runtime:
             group_commit=GroupCommit(publisher),
             history=history,
             presence=presence,
-            tokens=ClientTokenVerifier(db, box),
+            tokens=tokens,
             hub=hub,
             connections=connections,
             poller=Poller(connections, CursorCodec(settings.secret_key)),
@@ -144,7 +151,8 @@ class Runtime:
             ),
             tracing=tracing,
             read_sync=read_sync,
-            retention=RetentionSweeper(db, backends.registry),
+            retention=RetentionSweeper(db, backends.registry, max_retention_days=settings.limit_maxima.retention_days),
+            revocation=revocation,
             outbox_wakeup=wakeup,
             metrics=metrics,
         )
@@ -170,6 +178,7 @@ class Runtime:
         self.config.on_change(self._config_changed)
         await self.config.start()
         self._watches.append(await self.backends.registry.watch_prefix("instances/", self._instance_event))
+        await self.revocation.start()
         await self.relay.start()
         self.router.read_sync = self.connections.read_sync = self.read_sync
         await self.read_sync.start()
@@ -185,6 +194,8 @@ class Runtime:
                 await watch.cancel()
         with contextlib.suppress(Exception):
             await self.config.stop()
+        with contextlib.suppress(Exception):
+            await self.revocation.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -208,18 +219,18 @@ class Runtime:
 
     @property
     def heartbeat(self) -> int:
-        return int(self.config.get("heartbeat"))
+        """The one source of the heartbeat (WebSocket, SSE, liveness): live config, validated there."""
+        value = self.config.get("heartbeat")
+        return value if isinstance(value, int) and 1 <= value <= 600 else self.settings.heartbeat
 
     @property
     def push_enabled(self) -> bool:
         return bool(self.config.get("push_enabled"))
 
     def _config_changed(self, key: str, value: object) -> None:
+        # LiveConfig passes only values its schema accepted (or the default, on delete).
         if key == "heartbeat":
-            beat = int(value)  # type: ignore[call-overload]
-            if not 1 <= beat <= 600:
-                raise ValueError("heartbeat must be 1..600 seconds")
-            self.connections.heartbeat = beat
+            self.connections.heartbeat = self.heartbeat
         log.info("config %s = %r applied", key, value)
 
     async def _instance_event(self, event: WatchEvent) -> None:
@@ -235,7 +246,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         next_touch = loop.time() + self.heartbeat
         while True:
-            heartbeat = self.heartbeat  # live config: may change while running
+            heartbeat = self.heartbeat  # live config: may change while running (always 1..600)
             await asyncio.sleep(min(1.0, heartbeat / 2))
             try:
                 self.hub.tick(heartbeat)

@@ -5,6 +5,7 @@ Docker is not needed; the files are parsed and their wiring checked.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def test_instance_has_all_backend_urls(services: dict, name: str) -> None:
     assert env["PUSHWIRE_BUS_URL"] == "kafka://kafka:9092"
     assert env["PUSHWIRE_REGISTRY_URL"] == "etcd://etcd:2379"
     assert env["PUSHWIRE_INSTANCE_ID"] == name
-    assert env["PUSHWIRE_TRUSTED_PROXIES"] == "172.16.0.0/12"
+    assert env["PUSHWIRE_TRUSTED_PROXIES"] == "172.28.0.10/32"
     assert env["PUSHWIRE_KAFKA_IDEMPOTENT"] == "true"
     assert env["PUSHWIRE_KAFKA_REPLICATION"] == "1"
 
@@ -147,6 +148,25 @@ def test_instance_settings_are_valid(services: dict) -> None:
         settings = load_settings(env)
         assert settings.instance_id == name
         assert settings.kafka_idempotent is True
+
+
+def test_only_nginx_is_a_trusted_proxy(services: dict) -> None:
+    """PUSHWIRE_TRUSTED_PROXIES names nginx's fixed address alone, one no other container can get."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    nginx_net = services["nginx"]["networks"]
+    assert set(nginx_net) == {"default"}
+    nginx_ip = ipaddress.ip_address(nginx_net["default"]["ipv4_address"])
+    (pool,) = compose["networks"]["default"]["ipam"]["config"]
+    subnet, dynamic = ipaddress.ip_network(pool["subnet"]), ipaddress.ip_network(pool["ip_range"])
+    assert nginx_ip in subnet and nginx_ip not in dynamic and dynamic.subnet_of(subnet)
+    for name in INSTANCES:
+        trusted = [ipaddress.ip_network(c) for c in environment(services[name])["PUSHWIRE_TRUSTED_PROXIES"].split(",")]
+        assert trusted == [ipaddress.ip_network(f"{nginx_ip}/32")], name
+    # Every other service stays on the default network, with an address from the dynamic range.
+    for name, service in services.items():
+        if name != "nginx":
+            assert set(service.get("networks") or ["default"]) == {"default"}, name
+            assert "ipv4_address" not in str(service.get("networks", "")), name
 
 
 def test_nginx_mounts_config(services: dict) -> None:

@@ -8,10 +8,14 @@ from pwdlib import PasswordHash
 from sqlalchemy.exc import IntegrityError
 
 from pushwire import ids
+from pushwire.accounts.hashing import PasswordWorker
 from pushwire.storage.database import Database
 from pushwire.storage.models import ConsoleUser, Membership, Tenant
 from pushwire.storage.models.accounts import ROLES
 from pushwire.tenants.service import Invalid, NotFound
+
+# argon2 reads the whole password: longer ones are refused before any hashing.
+MAX_PASSWORD = 1024
 
 
 class Account(msgspec.Struct, frozen=True):
@@ -26,6 +30,8 @@ class AccountService:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.hasher = PasswordHash.recommended()
+        # Every hash and verify runs here, never on the event loop.
+        self.passwords = PasswordWorker(self.hasher)
 
     async def create_user(self, email: str, password: str, role: str, tenant_id: str | None) -> Account:
         email = email.strip().lower()
@@ -35,15 +41,19 @@ class AccountService:
             raise Invalid(f"role must be one of {', '.join(ROLES)}")
         if len(password) < 10:
             raise Invalid("password must be at least 10 characters")
+        if len(password) > MAX_PASSWORD:
+            raise Invalid(f"password must be at most {MAX_PASSWORD} characters")
         if role != "operator" and not tenant_id:
             raise Invalid(f"role {role} needs --tenant")
+        # Not bounded: account creation is rare and made by an operator, never shed.
+        password_hash = await self.passwords.hash(password, bounded=False)
         async with self.db.session() as s:
             if tenant_id and await s.get(Tenant, tenant_id) is None:
                 raise NotFound(tenant_id)
             user = ConsoleUser(
                 id=ids.user_account_id(),
                 email=email,
-                password_hash=self.hasher.hash(password),
+                password_hash=password_hash,
                 is_operator=role == "operator",
             )
             s.add(user)
@@ -57,15 +67,21 @@ class AccountService:
             return Account(user_id=user.id, email=email, role=role, tenant_id=None if role == "operator" else tenant_id)
 
     async def verify(self, email: str, password: str) -> Account | None:
-        """The account when the password matches; None otherwise (no hint which part was wrong)."""
+        """The account when the password matches; None otherwise (no hint which part was wrong).
+
+        Raises Busy (pushwire.accounts.hashing) when the hashing queue is full. No database
+        connection is held while the hash runs or waits.
+        """
         email = email.strip().lower()
         async with self.db.session() as s:
             user = (await s.scalars(sa.select(ConsoleUser).where(ConsoleUser.email == email))).first()
-            if user is None or user.disabled:
-                self.hasher.hash(password)  # same cost either way: no timing hint that the email exists
-                return None
-            if not self.hasher.verify(password, user.password_hash):
-                return None
+        if user is None or user.disabled:
+            # Same cost either way: no timing hint that the email exists.
+            await self.passwords.dummy_verify(password)
+            return None
+        if not await self.passwords.verify(password, user.password_hash):
+            return None
+        async with self.db.session() as s:
             return await self._account(s, user)
 
     async def count_operators(self) -> int:

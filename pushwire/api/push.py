@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -9,7 +10,7 @@ from litestar import Request, Response, post
 
 from pushwire.api.schemas import BatchBody, BatchItem, BatchResult, PushAccepted
 from pushwire.api.signed import signed_caller
-from pushwire.api.validation import decode_error, parse_push
+from pushwire.api.validation import decode_error, parse_push, too_deep
 from pushwire.errors import ApiError
 from pushwire.messaging.publish import PublishRequest
 from pushwire.runtime import Runtime
@@ -36,9 +37,10 @@ _DOC = "Signed with a server key (X-Pushwire-Key, -Timestamp, -Nonce, -Signature
     request_max_body_size=1024 * 1024,
 )
 async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[PushAccepted]:
-    incoming = request.headers.get("traceparent")
-    with push_span(runtime.tracing.tracer, "/api/v1/push", incoming) as span:
-        caller, body = await signed_caller(request, runtime, "push")
+    arrived = time.time_ns()
+    # Authenticated first: a refused request never opens a span (a flood of 401s writes nothing).
+    caller, body = await signed_caller(request, runtime, "push")
+    with push_span(runtime.tracing.tracer, "/api/v1/push", request.headers.get("traceparent"), None, arrived) as span:
         if span.is_recording():
             span.set_attributes(
                 {
@@ -77,9 +79,10 @@ async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[Pu
     description=_DOC,
 )
 async def push_batch(request: Request[Any, Any, Any], runtime: Runtime) -> BatchResult:
+    arrived = time.time_ns()
+    caller, body = await signed_caller(request, runtime, "push")  # before the span, as for push
     incoming = request.headers.get("traceparent")
-    with push_span(runtime.tracing.tracer, "/api/v1/push/batch", incoming) as span:
-        caller, body = await signed_caller(request, runtime, "push")
+    with push_span(runtime.tracing.tracer, "/api/v1/push/batch", incoming, None, arrived) as span:
         if span.is_recording():
             span.set_attributes(
                 {
@@ -97,6 +100,8 @@ async def _batch(runtime: Runtime, caller: Caller, body: bytes, traceparent: str
         batch = _BATCH_DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise decode_error(exc) from None
+    except RecursionError:
+        raise too_deep() from None
     if not 1 <= len(batch.messages) <= MAX_BATCH:
         raise ApiError(
             422,

@@ -1,4 +1,9 @@
-"""Turning a push body into a PublishRequest, with the spec's 413 and 422 errors."""
+"""Turning a push body into a PublishRequest, with the spec's 413 and 422 errors.
+
+`data` is re-encoded compact here, once: what is stored, relayed, kept in hot history and sent on
+every transport is one line of JSON whatever the tenant's formatting (SSE frames depend on it).
+The app's max payload applies to those compact bytes — the size that is stored and delivered.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import msgspec
 
 from pushwire.api.schemas import PushBody
 from pushwire.errors import ApiError
+from pushwire.messaging.envelope import compact
 from pushwire.messaging.publish import PublishRequest
 from pushwire.names import BROADCAST, is_channel, is_event, is_user_id, personal_channel
 from pushwire.tenants.views import AppView
@@ -18,6 +24,11 @@ _PUSH_DECODER = msgspec.json.Decoder(PushBody)
 
 def invalid(message: str, details: list[dict[str, Any]]) -> ApiError:
     return ApiError(422, "invalid_request", message, details)
+
+
+def too_deep(field: str = "$") -> ApiError:
+    """msgspec's decoder stops at ~1,000 levels of nesting (a RecursionError, not a DecodeError)."""
+    return invalid("request body is nested too deeply", [{"field": field, "message": "JSON nested too deeply"}])
 
 
 def decode_error(exc: msgspec.DecodeError | msgspec.ValidationError) -> ApiError:
@@ -35,6 +46,8 @@ def parse_push(raw: bytes, app: AppView, traceparent: str | None = None) -> Publ
         body = _PUSH_DECODER.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise decode_error(exc) from None
+    except RecursionError:
+        raise too_deep() from None
     return to_request(body, app, traceparent)
 
 
@@ -77,17 +90,29 @@ def to_request(body: PushBody, app: AppView, traceparent: str | None) -> Publish
         details.append({"field": "$.event", "message": "event must be 1..64 characters of [A-Za-z0-9_.:-]"})
     if details:
         raise invalid("request body does not match the schema", details)
-    if len(body.data) > app.limits.max_payload_bytes:
+    data = _compact(body.data)
+    if len(data) > app.limits.max_payload_bytes:
         raise ApiError(
-            413, "payload_too_large", f"data is {len(body.data)} bytes; this app allows {app.limits.max_payload_bytes}"
+            413,
+            "payload_too_large",
+            f"data is {len(data)} bytes (compact JSON); this app allows {app.limits.max_payload_bytes}",
         )
     return PublishRequest(
         channels=tuple(dict.fromkeys(channels)),  # a channel named twice gets the message once
         event=body.event,
-        data=body.data,
+        data=msgspec.Raw(data),
         idempotency_key=body.idempotency_key,
         traceparent=traceparent,
     )
+
+
+def _compact(data: msgspec.Raw) -> bytes:
+    try:
+        return compact(data)
+    except msgspec.DecodeError as exc:  # valid JSON syntax msgspec cannot hold, e.g. 1e400
+        raise invalid("data cannot be represented", [{"field": "$.data", "message": str(exc)}]) from None
+    except RecursionError:
+        raise too_deep("$.data") from None
 
 
 def _check_count(field: str, values: list[str], details: list[dict[str, Any]]) -> None:

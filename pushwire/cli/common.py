@@ -14,16 +14,20 @@ import msgspec
 
 from pushwire.accounts.service import AccountService
 from pushwire.errors import BackendUnavailable, SettingsError
+from pushwire.registry.base import Registry
 from pushwire.settings import Settings, load_settings
 from pushwire.storage.database import Database
+from pushwire.tenants.changes import AppChange, registry_publisher
 from pushwire.tenants.crypto import SecretBox
 from pushwire.tenants.service import Invalid, NotFound, TenancyService
 
 T = TypeVar("T")
 
-# Exit codes: 1 = the request was refused (bad input, not found), 2 = configuration or environment.
+# Exit codes: 1 = the request was refused (bad input, not found), 2 = configuration or environment,
+# or an argument value out of range (as click's own usage errors).
 EXIT_REFUSED = 1
 EXIT_CONFIG = 2
+EXIT_USAGE = 2
 
 
 def fail(message: str, code: int) -> None:
@@ -69,13 +73,51 @@ async def record(
     )
 
 
+class Announcer:
+    """Puts the service's change notices in the registry the running instances watch, so a key
+    revoked here closes its connections everywhere. Connects on the first notice only."""
+
+    def __init__(self, registry_url: str) -> None:
+        self.url = registry_url
+        self.registry: Registry | None = None
+        self.failed = False
+
+    async def __call__(self, change: AppChange) -> None:
+        if self.failed:
+            return
+        try:
+            if self.registry is None:
+                from pushwire.wiring import build_registry
+
+                registry = build_registry(self.url)
+                await registry.start()
+                self.registry = registry
+            await registry_publisher(self.registry)(change)
+        except Exception as exc:  # noqa: BLE001 - committed anyway; instances see it when their caches expire
+            self.failed = True
+            detail = exc.detail if isinstance(exc, BackendUnavailable) else str(exc) or type(exc).__name__
+            click.echo(
+                f"pushwire: warning: PUSHWIRE_REGISTRY_URL: registry unreachable ({detail}); "
+                "running instances apply this change within 30 s",
+                err=True,
+            )
+
+    async def close(self) -> None:
+        if self.registry is not None:
+            await self.registry.close()
+
+
 @asynccontextmanager
 async def services(settings: Settings) -> AsyncIterator[Services]:
     db = Database(settings.database_url)
+    announcer = Announcer(settings.registry_url)
     try:
         await db.start()
-        yield Services(settings, db, TenancyService(db, SecretBox(settings.secret_key)), AccountService(db))
+        box = SecretBox(settings.secret_key)
+        tenancy = TenancyService(db, box, settings.limit_maxima, on_change=announcer)
+        yield Services(settings, db, tenancy, AccountService(db))
     finally:
+        await announcer.close()
         await db.close()
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from pushwire.cli.common import EXIT_CONFIG, emit, fail, json_option, settings_or_exit
+from pushwire.cli.common import EXIT_CONFIG, EXIT_USAGE, emit, fail, json_option, settings_or_exit
 from pushwire.errors import BackendUnavailable
-from pushwire.registry.config import PREFIX
+from pushwire.registry.config import PREFIX, SCHEMA, ConfigInvalid, validate
 from pushwire.wiring import build_registry
 
 
@@ -27,15 +27,22 @@ async def _with_registry(url: str, work: Any) -> Any:
 def config() -> None: ...
 
 
-@config.command("set")
+@config.command(
+    "set",
+    help=f"VALUE is JSON (e.g. 30, true). Keys: {', '.join(sorted(SCHEMA))}.",
+    # A negative VALUE is a value to refuse with its reason, not an unknown option.
+    context_settings={"ignore_unknown_options": True},
+)
 @click.argument("key")
 @click.argument("value")
 def config_set(key: str, value: str) -> None:
-    """VALUE is JSON (e.g. 30, true, "text")."""
+    # Validated before anything is stored: every instance applies what is stored, at once.
     try:
-        parsed = json.loads(value)
+        parsed = validate(key, json.loads(value), known_only=True)
+    except ConfigInvalid as exc:
+        fail(f"config {exc}", EXIT_USAGE)
     except ValueError:
-        raise click.BadParameter("VALUE must be JSON, e.g. 30, true or '\"text\"'") from None
+        fail(f"config {key}: VALUE must be JSON, e.g. 30 or true, not {value!r}", EXIT_USAGE)
     settings = settings_or_exit()
     try:
         asyncio.run(_with_registry(settings.registry_url, lambda r: r.put(PREFIX + key, json.dumps(parsed).encode())))
@@ -51,4 +58,12 @@ def config_show(as_json: bool) -> None:
         raw = asyncio.run(_with_registry(settings.registry_url, lambda r: r.get_prefix(PREFIX)))
     except BackendUnavailable as exc:
         fail(f"PUSHWIRE_REGISTRY_URL: registry unreachable: {exc.detail}", EXIT_CONFIG)
-    emit({k.removeprefix(PREFIX): json.loads(v) for k, v in raw.items()}, as_json)
+    emit({k.removeprefix(PREFIX): _shown(v) for k, v in raw.items()}, as_json)
+
+
+def _shown(raw: bytes) -> Any:
+    """A stored value as JSON; one written around the CLI may not be (instances ignore it)."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")

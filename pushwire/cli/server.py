@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import re
 import secrets
+from typing import Any
 
 import click
 import msgspec
@@ -33,6 +36,11 @@ def run(host: str, port: int, log_level: str) -> None:
         host=host,
         port=port,
         log_level=log_level,
+        # Only PUSHWIRE_TRUSTED_PROXIES decides whose X-Forwarded-For is believed (tenants/ip_allow):
+        # uvicorn's own handling would rewrite the peer address from loopback's header first.
+        proxy_headers=False,
+        access_log=settings.access_log,
+        log_config=log_config(settings.access_log),
         # Compression off by default: ~3x the memory per idle connection when negotiated.
         ws="websockets-sansio",
         ws_per_message_deflate=False,
@@ -40,6 +48,51 @@ def run(host: str, port: int, log_level: str) -> None:
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
+
+
+# A query parameter named token (or ending in token: access_token) carries a client credential.
+_TOKEN_PARAM = re.compile(r"(?i)([?&;][^=&?;\s\"]*token=)[^&;#\s\"]*")
+# Per-connection WebSocket lines on uvicorn's server logger: uvicorn's handshake line (with the
+# URL) and the websockets library's "connection open" / "connection rejected (401 ...)".
+_WS_LINES = ('%s - "WebSocket %s"', "connection open", "connection closed", "connection rejected")
+
+
+def redact(text: str) -> str:
+    return _TOKEN_PARAM.sub(r"\1***", text) if "token=" in text.lower() else text
+
+
+class UvicornLogFilter(logging.Filter):
+    """Redacts token query parameters from uvicorn's records; with `quiet_websockets`, drops
+    its per-connection WebSocket lines (one per client connect: noise, and they carry the URL)."""
+
+    def __init__(self, quiet_websockets: bool = False) -> None:
+        super().__init__()
+        self.quiet_websockets = quiet_websockets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            if self.quiet_websockets and record.msg.startswith(_WS_LINES):
+                return False
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def log_config(access_log: bool) -> dict[str, Any]:
+    """uvicorn's logging set-up with the filter on its access and server loggers."""
+    import uvicorn.config
+
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    name = f"{__name__}.UvicornLogFilter"
+    config["filters"] = {
+        "redact": {"()": name},
+        # The WebSocket handshake lines are access-log lines in all but name: off with it.
+        "server": {"()": name, "quiet_websockets": not access_log},
+    }
+    config["loggers"]["uvicorn.access"]["filters"] = ["redact"]
+    config["loggers"]["uvicorn.error"]["filters"] = ["server"]
+    return config
 
 
 def check_backends(settings: Settings) -> None:

@@ -2,15 +2,19 @@
 
 The browser holds only a random session id (HttpOnly, SameSite=Lax cookie); the cache holds the
 account, its CSRF token and times under a hash of that id, so a reader of the cache cannot
-replay a session. Failed logins are counted per email in the cache: 10 within 15 minutes lock
-that email out until the window ends.
+replay a session. Failed logins are counted in the cache per email (10 within 15 minutes lock
+that email out until the window ends) and per client IP (20 within 15 minutes lock that address
+out, whichever emails it tried: password spraying). The client IP is the direct peer, or the
+X-Forwarded-For hop named by PUSHWIRE_TRUSTED_PROXIES; an IPv6 client counts by its /64.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -23,6 +27,7 @@ from pushwire.accounts.service import Account
 from pushwire.cache.base import Cache
 from pushwire.console import csrf
 from pushwire.console.errors import Forbidden, LoginRequired
+from pushwire.tenants.ip_allow import Network, client_ip
 
 COOKIE = "pushwire_console"
 COOKIE_PATH = "/console"
@@ -30,6 +35,7 @@ IDLE_TTL = 8 * 3600  # a session unused this long ends
 MAX_AGE = 24 * 3600  # and none lives longer than this
 REFRESH_EVERY = 300  # seconds between idle-TTL refreshes (one cache write, not one per request)
 LOCKOUT_MAX = 10
+IP_LOCKOUT_MAX = 20
 LOCKOUT_WINDOW = 15 * 60
 
 
@@ -66,6 +72,22 @@ def _session_key(sid: str) -> str:
 
 def _lock_key(email: str) -> str:
     return "console:loginfail:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def _ip_lock_key(ip: str) -> str:
+    return "console:loginfail-ip:" + hashlib.sha256(ip.encode()).hexdigest()
+
+
+def login_client(connection: ASGIConnection[Any, Any, Any, Any], trusted: Sequence[Network]) -> str:
+    """Whom the per-IP login counter is kept for: an address, an IPv6 /64, or "unknown"."""
+    peer = connection.client.host if connection.client else None
+    addr = client_ip(peer, connection.headers.get("x-forwarded-for"), trusted)
+    if addr is None:
+        return "unknown"
+    if addr.version == 6:
+        # One host usually holds a whole /64: counting single addresses would let it rotate freely.
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
 
 
 class Sessions:
@@ -112,6 +134,9 @@ class Sessions:
 
 
 class Lockout:
+    """Failed-login counters per email and per client. A success clears its email's counter only:
+    clearing the client's too would let one valid account reset a spraying run."""
+
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
 
@@ -119,9 +144,16 @@ class Lockout:
         raw = await self.cache.get(_lock_key(email))
         return raw is not None and int(raw) >= LOCKOUT_MAX
 
+    async def client_locked(self, client: str) -> bool:
+        raw = await self.cache.get(_ip_lock_key(client))
+        return raw is not None and int(raw) >= IP_LOCKOUT_MAX
+
     async def failed(self, email: str) -> int:
         # The TTL is set when the first failure creates the counter: a 15-minute window.
         return await self.cache.incr(_lock_key(email), 1, ttl=LOCKOUT_WINDOW)
+
+    async def client_failed(self, client: str) -> int:
+        return await self.cache.incr(_ip_lock_key(client), 1, ttl=LOCKOUT_WINDOW)
 
     async def clear(self, email: str) -> None:
         await self.cache.delete(_lock_key(email))

@@ -1,7 +1,9 @@
 """Typed messages between modules and on the wire.
 
 ClientMessage is exactly the spec's delivered message; it is encoded once at publish time and
-those bytes travel through the outbox, the bus, the hot history and out to every socket.
+those bytes travel through the outbox, the bus, the hot history and out to every socket. Its
+`data` is compact JSON (one line, no whitespace): the push API re-encodes what the tenant sent
+(`compact`), so an SSE `data:` line can never be cut by a newline in the tenant's formatting.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ class ClientMessage(msgspec.Struct, frozen=True, tag_field="type", tag="message"
     epoch: str
     id: str
     event: str
-    # The JSON value exactly as the tenant sent it: never re-serialised.
+    # The tenant's JSON value, made compact once by the push API (`compact`); the Publisher and
+    # everything after it keep these bytes as they are (replays copy the stored row).
     data: msgspec.Raw
     ts: str
 
@@ -43,6 +46,15 @@ def rfc3339(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def compact(data: bytes | msgspec.Raw) -> bytes:
+    """The JSON value re-encoded compact: same value, no whitespace, one line.
+
+    Raises msgspec.DecodeError for what msgspec cannot represent (e.g. `1e400`) and RecursionError
+    past its nesting limit; the push API turns both into 422."""
+    return ENCODER.encode(_ANY_DECODER.decode(data))
+
+
 ENCODER = msgspec.json.Encoder()
+_ANY_DECODER = msgspec.json.Decoder()
 ENVELOPE_DECODER = msgspec.json.Decoder(BusEnvelope)
 MESSAGE_DECODER = msgspec.json.Decoder(ClientMessage)

@@ -5,12 +5,13 @@ what arrived while the previous transactions were in flight, up to MAX_BATCH per
 MAX_INFLIGHT transactions at once. An idle server commits a push at once (no added latency).
 Every caller still gets its 202 only after the commit that holds its message; a failed
 transaction fails every push in it, and none of them was published (one transaction).
+Each push keeps its own trace: the Publisher's observer reads every request's traceparent
+(tracing/commit.py), so no caller's context has to run the transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 from collections.abc import Callable
 
@@ -20,7 +21,7 @@ from pushwire.messaging.publish import Publisher, PublishRequest, PublishResult
 MAX_BATCH = 100
 MAX_INFLIGHT = 4
 
-_Item = tuple[PublishRequest, "asyncio.Future[PublishResult]", contextvars.Context]
+_Item = tuple[PublishRequest, "asyncio.Future[PublishResult]"]
 
 
 class GroupCommit:
@@ -36,8 +37,7 @@ class GroupCommit:
 
     async def publish(self, tenant_id: str, app_id: str, request: PublishRequest) -> PublishResult:
         future: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
-        # The caller's context travels with its request, so a push committed alone keeps its trace.
-        self._pending.setdefault((tenant_id, app_id), []).append((request, future, contextvars.copy_context()))
+        self._pending.setdefault((tenant_id, app_id), []).append((request, future))
         self._kick()
         return await future
 
@@ -49,8 +49,7 @@ class GroupCommit:
             if rest:
                 self._pending[key] = rest
             self._inflight += 1
-            # The first caller's context: its push span parents the shared db.commit span.
-            task = asyncio.create_task(self._flush(key, batch), context=batch[0][2])
+            task = asyncio.create_task(self._flush(key, batch))
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._done, batch))
 
@@ -69,7 +68,7 @@ class GroupCommit:
         if len(live) > 1:
             self.grouped += len(live)
         try:
-            results = await self.publisher.publish_many(key[0], key[1], [req for req, _, _ in live])
+            results = await self.publisher.publish_many(key[0], key[1], [req for req, _ in live])
         except Exception as exc:  # noqa: BLE001 - handed to every caller of this transaction
             failure = exc  # bound here: `exc` is unset when the except block ends
             _settle(live, lambda fut, _i: fut.set_exception(failure))
@@ -78,6 +77,6 @@ class GroupCommit:
 
 
 def _settle(items: list[_Item], settle: Callable[[asyncio.Future[PublishResult], int], None]) -> None:
-    for i, (_, future, _) in enumerate(items):
+    for i, (_, future) in enumerate(items):
         if not future.done():
             settle(future, i)

@@ -38,19 +38,32 @@ class HotHistory:
             hot_key(app_id, channel), [entry(o, j) for o, j in items], max_len, ttl=HOT_HISTORY_TTL
         )
 
-    async def range(self, app_id: str, channel: str, after: int, upto: int) -> list[bytes] | None:
-        """Messages with after < offset ≤ upto, oldest first; None unless every one of them is present."""
+    async def page(self, app_id: str, channel: str, after: int, upto: int, top: int) -> list[bytes] | None:
+        """Messages with after < offset ≤ upto, oldest first; None unless every one of them is present.
+
+        One page of a replay: `top` (≥ upto) is the newest offset the caller knows of, which places
+        the page in the list (newest first) without reading what lies before it. A few extra
+        entries absorb relay-retry duplicates; messages pushed since `top` shift the page: one
+        second read, placed by the newest entry the first one saw. Anything less complete is
+        None, and the caller falls back to the database."""
         want = upto - after
         if want <= 0:
             return []
-        # Newest first: the wanted range is at the head when the cache is current. A few extra
-        # entries absorb relay-retry duplicates; anything less complete falls back to the database.
-        raw = await self.cache.list_range(hot_key(app_id, channel), 0, want - 1 + HEAD_SLACK)
-        found: dict[int, bytes] = {}
-        for item in raw:
-            offset, body = split_entry(item)
-            if after < offset <= upto:
-                found[offset] = body  # duplicates (a relay retry) collapse here
-        if len(found) != want:
-            return None
-        return [found[o] for o in range(after + 1, upto + 1)]
+        start = max(0, top - upto)
+        for _ in range(2):
+            raw = await self.cache.list_range(hot_key(app_id, channel), start, start + want - 1 + HEAD_SLACK)
+            found: dict[int, bytes] = {}
+            for item in raw:
+                offset, body = split_entry(item)
+                if after < offset <= upto:
+                    found[offset] = body
+            if len(found) == want:
+                return [found[o] for o in range(after + 1, upto + 1)]
+            if not raw:
+                return None
+            # The first entry read sits at `start`: the list's head is about start + its offset.
+            moved = max(0, start + split_entry(raw[0])[0] - upto)
+            if moved == start:
+                return None
+            start = moved
+        return None

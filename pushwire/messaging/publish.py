@@ -12,10 +12,10 @@ import datetime as dt
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Protocol
 
 import msgspec
 import sqlalchemy as sa
-from opentelemetry.trace import NoOpTracer, SpanKind, Status, StatusCode, Tracer
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,9 +26,6 @@ from pushwire.messaging.epochs import EpochSeed
 from pushwire.storage.database import Database
 from pushwire.storage.dialect import insert_ignore, rowcount, table_of, upsert_add, utcnow
 from pushwire.storage.models import Channel, IdempotencyRecord, Message, OutboxEntry
-from pushwire.tracing.context import format_traceparent
-from pushwire.tracing.index import index_publish
-from pushwire.tracing.store import SpanStore
 
 OUTBOX_SHARDS = 16
 DEADLOCK_RETRIES = 5
@@ -60,15 +57,29 @@ def outbox_shard(channel: str) -> int:
     return zlib.crc32(channel.encode()) % OUTBOX_SHARDS
 
 
+class CommitWatch(Protocol):
+    """An observer's view of one publish transaction (tracing implements it: tracing/commit.py)."""
+
+    # W3C traceparent that stands in for requests carrying none (console replays).
+    traceparent: str | None
+
+    def committed(self, results: Sequence[PublishResult]) -> None: ...
+
+    def failed(self, exc: BaseException) -> None: ...
+
+
+class PublishObserver(Protocol):
+    """Told about each transaction before it begins; None means "not watching this one" (unsampled)."""
+
+    def transaction(self, tenant_id: str, app_id: str, requests: Sequence[PublishRequest]) -> CommitWatch | None: ...
+
+
 class Publisher:
-    def __init__(
-        self, db: Database, epochs: EpochSeed, tracer: Tracer | None = None, spans: SpanStore | None = None
-    ) -> None:
+    def __init__(self, db: Database, epochs: EpochSeed, *, observer: PublishObserver | None = None) -> None:
+        """`observer` watches each transaction (Runtime passes `tracing.commits`); None: nothing does."""
         self.db = db
         self.epochs = epochs
-        self.tracer = tracer or NoOpTracer()
-        # Sampled publishes are indexed there (app's recent list, message id → trace id).
-        self.spans = spans
+        self.observer = observer
 
     async def publish(self, tenant_id: str, app_id: str, request: PublishRequest) -> PublishResult:
         return (await self.publish_many(tenant_id, app_id, [request]))[0]
@@ -77,25 +88,16 @@ class Publisher:
         self, tenant_id: str, app_id: str, requests: Sequence[PublishRequest]
     ) -> list[PublishResult]:
         """Publish all in one transaction (batching is how the push API goes fast); results in order."""
-        with self.tracer.start_as_current_span(
-            "db.commit",
-            kind=SpanKind.CLIENT,
-            attributes={"app_id": app_id, "tenant_id": tenant_id, "messages": len(requests)},
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            if not span.is_recording():
-                return await self._commit(tenant_id, app_id, requests, None)
-            try:
-                results = await self._commit(tenant_id, app_id, requests, format_traceparent(span.get_span_context()))
-            except Exception as exc:
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300]))
-                if self.spans is not None:
-                    index_publish(self.spans, span, app_id, requests, None)
-                raise
-            if self.spans is not None:
-                index_publish(self.spans, span, app_id, requests, results)
-            return results
+        watch = self.observer.transaction(tenant_id, app_id, requests) if self.observer is not None else None
+        if watch is None:
+            return await self._commit(tenant_id, app_id, requests, None)
+        try:
+            results = await self._commit(tenant_id, app_id, requests, watch.traceparent)
+        except BaseException as exc:
+            watch.failed(exc)
+            raise
+        watch.committed(results)
+        return results
 
     async def _commit(
         self, tenant_id: str, app_id: str, requests: Sequence[PublishRequest], traceparent: str | None

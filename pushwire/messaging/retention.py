@@ -3,6 +3,10 @@
 One instance sweeps at a time (a registry lock), in small chunks so the delete never holds long
 locks on `messages` while pushes insert. A client resuming past what was swept gets
 `recovered: false` with the current top (recovery already treats a missing range as a gap).
+
+Each app is swept on its own: one that fails is logged and the others are still swept. Its
+retention is clamped to the platform maximum (PUSHWIRE_MAX_RETENTION_DAYS), so a value stored
+before the maxima were enforced cannot overflow the cutoff date.
 """
 
 from __future__ import annotations
@@ -25,18 +29,24 @@ log = logging.getLogger(__name__)
 
 CHUNK = 2_000
 LOCK_TTL = 60
+# Whatever the maximum setting says: a cutoff 100 years back keeps every date representable.
+HARD_MAX_DAYS = 36_500
 
 
 class SweepResult(msgspec.Struct, frozen=True):
     messages: int
     idempotency_keys: int
+    failed_apps: int = 0
 
 
 class RetentionSweeper:
-    def __init__(self, db: Database, registry: Registry, interval: float = 300.0) -> None:
+    def __init__(
+        self, db: Database, registry: Registry, interval: float = 300.0, max_retention_days: int = 3_650
+    ) -> None:
         self.db = db
         self.registry = registry
         self.interval = interval
+        self.max_days = max(1, min(max_retention_days, HARD_MAX_DAYS))
         self._task: asyncio.Task[None] | None = None
         self.last: SweepResult | None = None
 
@@ -66,17 +76,23 @@ class RetentionSweeper:
         now = now or dt.datetime.now(dt.UTC)
         async with self.db.session() as s:
             apps = (await s.execute(sa.select(App.id, App.retention_days))).all()
-        messages = 0
+        messages = failed = 0
         for app_id, days in apps:
-            cutoff = now - dt.timedelta(days=max(1, int(days or 1)))
-            messages += await self._delete_chunks(
-                sa.select(Message.seq).where(Message.app_id == app_id, Message.created_at < cutoff),
-                Message.seq,
-            )
+            try:
+                messages += await self.sweep_app(app_id, days, now)
+            except Exception:
+                failed += 1
+                log.exception("retention sweep of app %s failed; the other apps are still swept", app_id)
         keys = await self._delete_idempotency(now - IDEMPOTENCY_WINDOW)
         if messages or keys:
             log.info("retention sweep removed %d messages and %d idempotency keys", messages, keys)
-        return SweepResult(messages=messages, idempotency_keys=keys)
+        return SweepResult(messages=messages, idempotency_keys=keys, failed_apps=failed)
+
+    async def sweep_app(self, app_id: str, days: int | None, now: dt.datetime) -> int:
+        cutoff = now - dt.timedelta(days=min(max(1, int(days or 1)), self.max_days))
+        return await self._delete_chunks(
+            sa.select(Message.seq).where(Message.app_id == app_id, Message.created_at < cutoff), Message.seq
+        )
 
     async def _delete_chunks(self, select: sa.Select[tuple[int]], column: sa.orm.InstrumentedAttribute[int]) -> int:
         total = 0

@@ -2,6 +2,12 @@
 
 Routes are durable so presence is right across instances; last_seen outlives the routes (it is
 written when the last connection goes) and lives in the cache, since losing it loses no message.
+
+WebSocket routes live as long as their connection (refreshed by the instance heartbeat). A
+polling route (long-poll, SSE) is connected only while one of its requests is open — the
+serving instance refreshes it every POLL_REFRESH seconds meanwhile (realtime/open_polls.py) —
+and for POLL_GRACE seconds after: past that it counts for nothing (limits, presence) and the
+sweep deletes it. The instance heartbeat never refreshes polling routes.
 """
 
 from __future__ import annotations
@@ -21,6 +27,19 @@ from pushwire.storage.dialect import rowcount, utcnow
 from pushwire.storage.models import PresenceRoute
 
 LAST_SEEN_TTL = 30 * 86_400
+POLLING = ("longpoll", "sse")
+# A polling client stays connected this long (s) after its last request ended (docs/client-protocol.md).
+POLL_GRACE = 10.0
+# How often an instance refreshes the routes of its open polls: well within the grace.
+POLL_REFRESH = 3.0
+
+
+def _current(now: dt.datetime) -> sa.ColumnElement[bool]:
+    """Routes that count: every WebSocket route, and polling routes within their grace."""
+    return sa.or_(
+        PresenceRoute.transport.not_in(POLLING),
+        PresenceRoute.last_seen >= now - dt.timedelta(seconds=POLL_GRACE),
+    )
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -31,6 +50,11 @@ class Route(msgspec.Struct, frozen=True):
     transport: str
     since: str
     last_seen: str
+
+
+def _expired(r: PresenceRoute, now: dt.datetime) -> bool:
+    """The Python side of `_current`, for rows already read."""
+    return r.transport in POLLING and r.last_seen < now - dt.timedelta(seconds=POLL_GRACE)
 
 
 class UserPresence(msgspec.Struct, frozen=True):
@@ -76,8 +100,25 @@ class PresenceStore:
             )
             await s.commit()
 
+    async def refresh_poll(self, session_id: str, app_id: str, instance_id: str) -> bool:
+        """A continuing poll: True when its session still holds a current route (now refreshed)."""
+        now = utcnow()
+        async with self.db.session() as s:
+            moved = await s.execute(
+                sa.update(PresenceRoute)
+                .where(
+                    PresenceRoute.session_id == session_id,
+                    PresenceRoute.app_id == app_id,
+                    PresenceRoute.transport.in_(POLLING),
+                    PresenceRoute.last_seen >= now - dt.timedelta(seconds=POLL_GRACE),
+                )
+                .values(last_seen=now, instance_id=instance_id)
+            )
+            await s.commit()
+        return rowcount(moved) > 0
+
     async def upsert(self, session_id: str, app_id: str, user_id: str, instance_id: str, transport: str) -> None:
-        """Polling transports: one route per poll session, refreshed by each poll, swept when polls stop."""
+        """Polling transports: one route per poll session (a new one, or one back after its grace)."""
         async with self.db.session() as s:
             moved = await s.execute(
                 sa.update(PresenceRoute)
@@ -119,30 +160,57 @@ class PresenceStore:
             return rowcount(result)
 
     async def sweep(self, older_than: dt.timedelta) -> int:
-        """Backstop for instances that died without a registry event."""
+        """Routes not refreshed for `older_than` (instances that died without a registry event), and
+        polling routes past their grace (clients that stopped polling)."""
+        now = utcnow()
         async with self.db.session() as s:
-            result = await s.execute(sa.delete(PresenceRoute).where(PresenceRoute.last_seen < utcnow() - older_than))
+            result = await s.execute(
+                sa.delete(PresenceRoute).where(
+                    sa.or_(
+                        PresenceRoute.last_seen < now - older_than,
+                        sa.and_(
+                            PresenceRoute.transport.in_(POLLING),
+                            PresenceRoute.last_seen < now - dt.timedelta(seconds=POLL_GRACE),
+                        ),
+                    )
+                )
+            )
             await s.commit()
             return rowcount(result)
 
     async def count(self, app_id: str, user_id: str | None = None) -> int:
-        """Connections of an app (or of one user), across every instance."""
+        """Current connections of an app (or of one user), across every instance."""
         q = sa.select(sa.func.count()).select_from(PresenceRoute).where(PresenceRoute.app_id == app_id)
         if user_id is not None:
             q = q.where(PresenceRoute.user_id == user_id)
         async with self.db.session() as s:
-            return int(await s.scalar(q) or 0)
+            return int(await s.scalar(q.where(_current(utcnow()))) or 0)
+
+    async def counts(self, app_id: str, user_id: str, besides: str | None = None) -> tuple[int, int]:
+        """(the app's, the user's) current connections in one statement, not counting session `besides`."""
+        q = sa.select(
+            sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((PresenceRoute.user_id == user_id, 1), else_=0)), 0)
+        ).where(PresenceRoute.app_id == app_id, _current(utcnow()))
+        if besides is not None:
+            q = q.where(PresenceRoute.session_id != besides)
+        async with self.db.session() as s:
+            row = (await s.execute(q)).one()
+        return int(row[0] or 0), int(row[1] or 0)
 
     async def touch_instance(self, instance_id: str) -> None:
-        """Heartbeat for every route of this instance in one statement."""
+        """Heartbeat for this instance's WebSocket routes in one statement. Polling routes are
+        refreshed only while a request is open (OpenPolls), so they leave after their grace."""
         async with self.db.session() as s:
             await s.execute(
-                sa.update(PresenceRoute).where(PresenceRoute.instance_id == instance_id).values(last_seen=utcnow())
+                sa.update(PresenceRoute)
+                .where(PresenceRoute.instance_id == instance_id, PresenceRoute.transport.not_in(POLLING))
+                .values(last_seen=utcnow())
             )
             await s.commit()
 
     async def users(self, app_id: str, user_ids: Sequence[str]) -> list[UserPresence]:
         unique = list(dict.fromkeys(user_ids))
+        now = utcnow()
         async with self.db.session() as s:
             rows = (
                 await s.scalars(
@@ -152,20 +220,29 @@ class PresenceStore:
                 )
             ).all()
         by_user: dict[str, list[Route]] = {u: [] for u in unique}
+        left: dict[str, str] = {}  # polling routes past their grace, not swept yet: when they were last seen
         for r in rows:
-            by_user[r.user_id].append(_route(r))
+            if _expired(r, now):
+                left[r.user_id] = max(left.get(r.user_id, ""), rfc3339(r.last_seen))
+            else:
+                by_user[r.user_id].append(_route(r))
         offline = [u for u in unique if not by_user[u]]
         stored = await asyncio.gather(*(self.cache.get(f"lastseen:{app_id}:{u}") for u in offline))
         seen = {u: v.decode() for u, v in zip(offline, stored, strict=True) if v is not None}
         out = []
         for u in unique:
             routes = by_user[u]
-            last = max((r.last_seen for r in routes), default=None) or seen.get(u)
+            last = max((r.last_seen for r in routes), default=None) or max(seen.get(u, ""), left.get(u, "")) or None
             out.append(UserPresence(user_id=u, routes=routes, last_seen=last))
         return out
 
     async def online_users(self, app_id: str, limit: int = 500, search: str = "") -> list[UserPresence]:
-        q = sa.select(PresenceRoute.user_id).where(PresenceRoute.app_id == app_id).distinct().limit(limit)
+        q = (
+            sa.select(PresenceRoute.user_id)
+            .where(PresenceRoute.app_id == app_id, _current(utcnow()))
+            .distinct()
+            .limit(limit)
+        )
         if search:
             q = q.where(PresenceRoute.user_id.startswith(search, autoescape=True))
         async with self.db.session() as s:

@@ -2,12 +2,13 @@
 
 Open: limits, presence route, personal channel and `broadcast` subscribed, welcome, then the
 user's unread personal messages (after their acknowledged offset). Frames: subscribe with
-recovery, unsubscribe, ack (stored, echoed to the user's other connections), ping.
+recovery (at most MAX_SUBSCRIPTIONS rooms, SUBSCRIBE_BURST then SUBSCRIBE_RATE a second),
+unsubscribe, ack (stored, echoed to the user's other connections), ping. Replays run paged in
+the session's replay task (catch_up.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from pushwire.names import BROADCAST, is_channel, personal_channel
 from pushwire.presence.store import PresenceStore
 from pushwire.realtime import protocol as p
 from pushwire.realtime.acks import AckStore
+from pushwire.realtime.catch_up import CatchUp
 from pushwire.realtime.hub import Hub
 from pushwire.realtime.read_sync import ReadSync
 from pushwire.realtime.recovery import Recovery
@@ -55,34 +57,40 @@ class Connections:
         self.instance_id = instance_id
         self.heartbeat = heartbeat
         self.ack_tracer = ack_tracer
+        self.catch_up = CatchUp(recovery, hub)
         self._bad_frames: dict[str, deque[float]] = {}
-        self._gap_tasks: set[asyncio.Task[None]] = set()
+        # Subscribe frames' token bucket per session: (tokens, when last counted).
+        self._subscribe_budget: dict[str, tuple[float, float]] = {}
         self.gaps_filled = 0
 
-    async def check_limits(self, identity: ClientIdentity) -> None:
-        if await self.presence.count(identity.app_id) >= identity.max_connections:
+    async def check_limits(self, identity: ClientIdentity, session_id: str | None = None) -> None:
+        """Raise LimitReached when the app or the user has no connection to spare (`session_id`'s
+        own route, a continuing poll session's, is not counted against it)."""
+        app, user = await self.presence.counts(identity.app_id, identity.user_id, session_id)
+        if app >= identity.max_connections:
             raise LimitReached("the app is at its connection limit")
-        if await self.presence.count(identity.app_id, identity.user_id) >= identity.max_connections_per_user:
+        if user >= identity.max_connections_per_user:
             raise LimitReached("this user is at the per-user connection limit")
 
     def fill_gap(self, session: Session, channel: str, last: int, upto: int) -> None:
-        task = asyncio.get_running_loop().create_task(self._fill_gap(session, channel, last, upto))
-        self._gap_tasks.add(task)
-        task.add_done_callback(self._gap_tasks.discard)
+        sub = session.subs.get(channel)
+        if sub is not None:
+            session.queue_replay(channel, lambda: self._fill_gap(session, channel, sub, last, upto))
 
-    async def _fill_gap(self, session: Session, channel: str, last: int, upto: int) -> None:
+    async def _fill_gap(self, session: Session, channel: str, sub: object, last: int, upto: int) -> None:
+        if session.subs.get(channel) is not sub:
+            return
         self.gaps_filled += 1
         try:
             state = (await self.recovery.state(session.app_id, [channel]))[channel]
-            bounded = ChannelState(epoch=state.epoch, top=min(upto, state.top))
-            replay = await self.recovery.replay(session.app_id, channel, None, last, bounded)
         except BackendUnavailable:
             session.close_soon(p.Close.RECONNECT, "could not fill a delivery gap; resume with since")
             return
-        head = None
-        if not replay.recovered:
-            head = p.encode(p.Subscribed(channel=channel, epoch=state.epoch, offset=upto, recovered=False, replayed=0))
-        session.finish_subscription(channel, replay.top if replay.recovered else upto, replay.messages, head)
+        current = session.subs.get(channel)
+        if current is not sub or current is None:
+            return
+        bounded = ChannelState(epoch=state.epoch, top=min(upto, state.top))
+        await self.catch_up.run(session, channel, current, None, last, bounded, announce=False, lost_to=upto)
 
     async def open(self, identity: ClientIdentity, transport: Transport) -> Session:
         session = Session(ids.session_id(), identity, transport)
@@ -96,7 +104,6 @@ class Connections:
             await self.presence.add(session.id, identity.app_id, identity.user_id, self.instance_id, transport.kind)
             states = await self.recovery.state(identity.app_id, [personal, BROADCAST])
             acked = await self.acks.get(identity.app_id, identity.user_id, personal)
-            replay = await self.recovery.replay(identity.app_id, personal, None, acked, states[personal])
         except BaseException:
             self.hub.detach(session)
             raise
@@ -109,14 +116,13 @@ class Connections:
             channels={ch: p.ChannelPosition(epoch=st.epoch, offset=st.top) for ch, st in states.items()},
         )
         session.enqueue(p.encode(welcome))
-        # Unread compensation. If the unread range can no longer be filled, say so explicitly.
-        head = None
-        if not replay.recovered:
-            head = p.encode(
-                p.Subscribed(channel=personal, epoch=replay.epoch, offset=replay.top, recovered=False, replayed=0)
-            )
-        session.finish_subscription(personal, replay.top, replay.messages, head)
         session.finish_subscription(BROADCAST, states[BROADCAST].top, [], None)
+        # Unread compensation, paged. If the unread range can no longer be filled, it says so.
+        sub = session.subs[personal]
+        session.queue_replay(
+            personal,
+            lambda: self.catch_up.run(session, personal, sub, None, acked, states[personal], announce=False),
+        )
         session.start()
         return session
 
@@ -124,6 +130,7 @@ class Connections:
         session.end_watched("disconnected before the frame was sent")  # traced deliveries still queued
         self.hub.detach(session)
         self._bad_frames.pop(session.id, None)
+        self._subscribe_budget.pop(session.id, None)
         await session.stop()
         try:
             await self.presence.remove(session.id, session.app_id, session.user_id)
@@ -152,39 +159,60 @@ class Connections:
             await self.ack(session, frame.channel, frame.offset)
 
     def bad_frame(self, session: Session, message: str) -> None:
+        self.refuse(session, "bad_frame", message[:200])
+
+    def refuse(self, session: Session, code: str, message: str, channel: str | None = None) -> None:
+        """An error frame that counts towards the malformed-frame budget (over it: close 4002)."""
         now = time.monotonic()
         recent = self._bad_frames.setdefault(session.id, deque())
         recent.append(now)
         while recent and now - recent[0] > 60:
             recent.popleft()
         if len(recent) > p.BAD_FRAMES_PER_MINUTE:
-            session.close_soon(p.Close.BAD_FRAMES, "too many malformed frames")
+            session.close_soon(p.Close.BAD_FRAMES, "too many malformed or refused frames")
             return
-        session.enqueue(p.encode(p.Error(code="bad_frame", message=message[:200])))
+        session.enqueue(p.encode(p.Error(code=code, message=message, channel=channel)))
+
+    def _may_subscribe_now(self, session: Session) -> bool:
+        now = time.monotonic()
+        tokens, at = self._subscribe_budget.get(session.id, (float(p.SUBSCRIBE_BURST), now))
+        tokens = min(float(p.SUBSCRIBE_BURST), tokens + (now - at) * p.SUBSCRIBE_RATE)
+        allowed = tokens >= 1
+        self._subscribe_budget[session.id] = (tokens - 1 if allowed else tokens, now)
+        return allowed
 
     async def subscribe(self, session: Session, channel: str, since: p.Since | None) -> None:
+        if not self._may_subscribe_now(session):
+            self.refuse(session, "rate_limited", f"at most {p.SUBSCRIBE_RATE:g} subscribe frames a second", channel)
+            return
         if not is_channel(channel):
             self.bad_frame(session, f"invalid channel name {channel[:170]!r}")
             return
         if not session.identity.may_subscribe(channel):
             session.enqueue(p.encode(p.Error(code="forbidden", message="not allowed by the token", channel=channel)))
             return
+        if channel not in session.subs and _rooms(session) >= p.MAX_SUBSCRIPTIONS:
+            msg = f"at most {p.MAX_SUBSCRIPTIONS} rooms per connection"
+            self.refuse(session, "too_many_subscriptions", msg, channel)
+            return
         self.hub.subscribe(session, channel)
+        sub = session.subs[channel]
         try:
             state = (await self.recovery.state(session.app_id, [channel]))[channel]
-            if since is None:
-                replay_msgs, recovered, top = [], False, state.top
-            else:
-                replay = await self.recovery.replay(session.app_id, channel, since.epoch, since.offset, state)
-                replay_msgs, recovered, top = replay.messages, replay.recovered, replay.top
         except BackendUnavailable:
             self.hub.unsubscribe(session, channel)
             session.enqueue(p.encode(p.Error(code="unavailable", message="try again", channel=channel)))
             return
-        head = p.encode(
-            p.Subscribed(channel=channel, epoch=state.epoch, offset=top, recovered=recovered, replayed=len(replay_msgs))
+        if session.subs.get(channel) is not sub:
+            return  # subscribed again (or unsubscribed) meanwhile
+        if since is None:
+            head = p.Subscribed(channel=channel, epoch=state.epoch, offset=state.top, recovered=False, replayed=0)
+            session.finish_subscription(channel, state.top, [], p.encode(head))
+            return
+        session.queue_replay(
+            channel,
+            lambda: self.catch_up.run(session, channel, sub, since.epoch, since.offset, state, announce=True),
         )
-        session.finish_subscription(channel, top, replay_msgs, head)
 
     async def ack(self, session: Session, channel: str, offset: int) -> None:
         sub = session.subs.get(channel)
@@ -203,3 +231,8 @@ class Connections:
             await self.ack_tracer.ack(
                 session.app_id, session.user_id, channel, offset, stored, start_ns, session.transport.kind
             )
+
+
+def _rooms(session: Session) -> int:
+    personal = personal_channel(session.user_id)
+    return sum(1 for ch in session.subs if ch != personal and ch != BROADCAST)

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from pushwire.realtime.protocol import PING, Close
 from pushwire.realtime.session import Session
+from pushwire.realtime.tokens import ClientIdentity
 
 if TYPE_CHECKING:
     from pushwire.tracing.delivery import DeliveryTrace
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, expired: Callable[[ClientIdentity], bool] | None = None) -> None:
+        # Whether a connection's token has expired (ClientTokenVerifier.expired, exp + leeway):
+        # `tick` closes those with 4001. Set by the runtime; None checks nothing.
+        self.expired = expired
         self.sessions: dict[str, Session] = {}
         self._users: dict[str, dict[str, set[Session]]] = defaultdict(lambda: defaultdict(set))
         self._subscribers: dict[tuple[str, str], set[Session]] = defaultdict(set)
@@ -32,6 +36,7 @@ class Hub:
 
     def detach(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        session.cancel_replays()
         session.end_watched()  # a poll's frames not drained: its hub.deliver spans end here
         for channel in list(session.subs):
             self.unsubscribe(session, channel)
@@ -51,7 +56,7 @@ class Hub:
         self._subscribers[(session.app_id, channel)].add(session)
 
     def unsubscribe(self, session: Session, channel: str) -> None:
-        session.subs.pop(channel, None)
+        session.drop_subscription(channel)
         key = (session.app_id, channel)
         subs = self._subscribers.get(key)
         if subs is not None:
@@ -86,13 +91,18 @@ class Hub:
 
     # -- liveness -------------------------------------------------------------
     def tick(self, heartbeat: float, now: float | None = None) -> list[Session]:
-        """Ping quiet sessions; close those silent for 2 x heartbeat. Returns the closed ones."""
+        """Ping quiet sessions; close those silent for 2 x heartbeat, and those whose token has
+        expired (4001: renew the token, reconnect with since). Returns the closed ones."""
         now = time.monotonic() if now is None else now
+        expired = self.expired
         dead = []
         for session in tuple(self.sessions.values()):
             if session.closing is not None:
                 continue
-            if now - session.last_received > 2 * heartbeat:
+            if expired is not None and expired(session.identity):
+                session.close_soon(Close.UNAUTHORIZED, "token expired")
+                dead.append(session)
+            elif now - session.last_received > 2 * heartbeat:
                 session.close_soon(Close.HEARTBEAT_TIMEOUT, "no frame from the client for 2 x heartbeat")
                 dead.append(session)
             elif (

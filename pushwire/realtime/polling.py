@@ -2,7 +2,12 @@
 
 A temporary session subscribes (buffering) before positions are read, replays each channel
 from the cursor, and collects frames; the answer carries a new cursor whose positions count
-only the messages actually returned.
+only the messages actually returned. A poll replays at most MAX_MESSAGES messages or
+POLL_REPLAY_BYTES, read in pages; the client polls again at once for the rest.
+
+Each poll session holds a connection slot (checked against the app's and the user's limits
+like a WebSocket's; a continuing session keeps its own) while a request is open and for the
+presence grace after (presence/store.py, open_polls.py).
 """
 
 from __future__ import annotations
@@ -14,16 +19,22 @@ import msgspec
 
 from pushwire import ids
 from pushwire.errors import ApiError
+from pushwire.messaging.history import ChannelState
 from pushwire.names import BROADCAST, is_channel, personal_channel
+from pushwire.presence import store
 from pushwire.realtime import protocol as p
-from pushwire.realtime.connections import Connections
-from pushwire.realtime.session import Session
+from pushwire.realtime.connections import Connections, LimitReached
+from pushwire.realtime.open_polls import OpenPolls
+from pushwire.realtime.recovery import next_page_size
+from pushwire.realtime.session import MAX_HELD_BYTES, Session
 from pushwire.realtime.tokens import ClientIdentity
 from pushwire.realtime.transports.cursor import Cursor, CursorCodec, CursorError
 
 MAX_MESSAGES = 1000
-MAX_ROOMS = 100
-POLL_QUEUE_BYTES = 64 * 1024 * 1024
+MAX_ROOMS = p.MAX_SUBSCRIPTIONS
+# Replayed bytes one answer carries at most (at least one message).
+POLL_REPLAY_BYTES = 1024 * 1024
+POLL_QUEUE_BYTES = MAX_HELD_BYTES
 
 
 class _Position(msgspec.Struct):
@@ -33,6 +44,7 @@ class _Position(msgspec.Struct):
 
 
 _POSITION = msgspec.json.Decoder(_Position)
+_READ = msgspec.json.Decoder(p.Read)
 
 
 class _Collector:
@@ -54,12 +66,44 @@ class PollResult(msgspec.Struct):
     cursor: str
     welcome: p.Welcome | None
     subscribed: list[p.Subscribed]
+    # Read notices (another connection of the user acked): the highest offset per channel.
+    reads: list[p.Read] = msgspec.field(default_factory=list)
+
+
+class _Budget:
+    """What is left of one answer's replay allowance."""
+
+    def __init__(self) -> None:
+        self.messages = MAX_MESSAGES
+        self.bytes = POLL_REPLAY_BYTES
+
+    @property
+    def left(self) -> bool:
+        return self.messages > 0 and self.bytes > 0
+
+    def take(self, page: list[str]) -> None:
+        self.messages -= len(page)
+        self.bytes -= sum(map(len, page))
 
 
 class Poller:
     def __init__(self, connections: Connections, codec: CursorCodec) -> None:
         self.c = connections
         self.codec = codec
+        self.open_polls = OpenPolls(connections.presence)
+
+    async def _claim(self, identity: ClientIdentity, session_id: str, continuing: bool, kind: str) -> None:
+        """The poll session's connection slot: kept by a continuing session whose route is current,
+        else taken like a new connection's (429 `connection_limit` when there is none to spare)."""
+        presence = self.c.presence
+        if continuing and await presence.refresh_poll(session_id, identity.app_id, self.c.instance_id):
+            return
+        try:
+            await self.c.check_limits(identity, session_id)
+        except LimitReached as exc:
+            retry = str(max(1, round(store.POLL_GRACE)))
+            raise ApiError(429, "connection_limit", str(exc), headers={"Retry-After": retry}) from None
+        await presence.upsert(session_id, identity.app_id, identity.user_id, self.c.instance_id, kind)
 
     def rooms(self, identity: ClientIdentity, requested: list[str]) -> list[str]:
         if len(requested) > MAX_ROOMS:
@@ -95,14 +139,16 @@ class Poller:
                 raise ApiError(400, "invalid_cursor", str(exc)) from None
         personal = personal_channel(identity.user_id)
         channels = list(dict.fromkeys([personal, BROADCAST, *rooms]))
-        session = Session(cursor.session if cursor else ids.session_id(), identity, _Collector(kind), POLL_QUEUE_BYTES)
+        session_id = cursor.session if cursor else ids.session_id()
+        await self._claim(identity, session_id, cursor is not None, kind)
+        session = Session(session_id, identity, _Collector(kind), POLL_QUEUE_BYTES, POLL_QUEUE_BYTES)
         session.on_gap = self.c.fill_gap
         hub = self.c.hub
+        self.open_polls.opened(session_id)
         hub.attach(session)
         try:
             for ch in channels:
                 hub.subscribe(session, ch)
-            await self.c.presence.upsert(session.id, identity.app_id, identity.user_id, self.c.instance_id, kind)
             states = await self.c.recovery.state(identity.app_id, channels)
             base: dict[str, tuple[str, int]] = {}
             subscribed: list[p.Subscribed] = []
@@ -116,6 +162,7 @@ class Poller:
                     heartbeat=self.c.heartbeat,
                     channels={ch: p.ChannelPosition(epoch=st.epoch, offset=st.top) for ch, st in states.items()},
                 )
+            budget = _Budget()
             for ch in channels:
                 state = states[ch]
                 if cursor is not None and ch in cursor.positions:
@@ -123,16 +170,12 @@ class Poller:
                 elif cursor is None and ch == personal:  # unread compensation on the first poll
                     epoch, after = state.epoch, await self.c.acks.get(identity.app_id, identity.user_id, personal)
                 else:
-                    base[ch] = (state.epoch, state.top)
+                    epoch, after = state.epoch, state.top  # a new room starts at the top
                     subscribed.append(
                         p.Subscribed(channel=ch, epoch=state.epoch, offset=state.top, recovered=False, replayed=0)
                     )
-                    session.finish_subscription(ch, state.top, [], None)
-                    continue
-                replay = await self.c.recovery.replay(identity.app_id, ch, epoch, after, state)
-                if replay.recovered:
+                if await self._catch_up(session, ch, epoch, after, state, budget):
                     base[ch] = (state.epoch, after)
-                    session.finish_subscription(ch, state.top, replay.messages, None)
                 else:
                     base[ch] = (state.epoch, state.top)
                     subscribed.append(
@@ -145,7 +188,42 @@ class Poller:
             frames = session.drain(MAX_MESSAGES)
         finally:
             hub.detach(session)
+            self.open_polls.closed(session_id)
         return self._result(session.id, identity, base, frames, welcome, subscribed)
+
+    async def _catch_up(
+        self, session: Session, ch: str, epoch: str, after: int, state: ChannelState, budget: _Budget
+    ) -> bool:
+        """Queue (after, top] of `ch` as far as the budget goes, then its live messages if it got
+        to the top. False when the range cannot be replayed (the caller answers recovered: false)."""
+        if after == state.top and epoch == state.epoch:
+            session.finish_subscription(ch, state.top, [], None)
+            return True
+        if not budget.left:
+            self.c.hub.unsubscribe(session, ch)  # no room in this answer: the next poll continues
+            return epoch == state.epoch and 0 <= after <= state.top
+        replay = await self.c.recovery.replay(
+            session.app_id, ch, epoch, after, state, first=min(budget.messages, next_page_size([]))
+        )
+        if not replay.recovered:
+            return False
+        page, collected, done = replay.messages, [], after
+        while True:
+            collected.extend(page)
+            budget.take(page)
+            done += len(page)
+            if done >= state.top or not budget.left or not page:
+                break
+            size = min(budget.messages, next_page_size(page))
+            page = await self.c.recovery.page(session.app_id, ch, done, state, size) or []
+        if done >= state.top:
+            session.finish_subscription(ch, state.top, collected, None)
+        else:
+            # Cut short (budget, or a page missing): only what was read, no live past the cut.
+            # Positions count only returned messages, so the next poll resumes exactly here.
+            self.c.hub.unsubscribe(session, ch)
+            session.enqueue_replay(collected)
+        return True
 
     def _result(
         self,
@@ -157,7 +235,12 @@ class Poller:
         subscribed: list[p.Subscribed],
     ) -> PollResult:
         messages, cursors = [], []
+        reads: dict[str, int] = {}
         for frame in frames:
+            if frame.startswith('{"type":"read"'):
+                read = _READ.decode(frame)
+                reads[read.channel] = max(read.offset, reads.get(read.channel, 0))
+                continue
             if not frame.startswith('{"type":"message"'):
                 continue
             pos = _POSITION.decode(frame)
@@ -170,6 +253,7 @@ class Poller:
             cursor=cursors[-1] if cursors else self._encode(session_id, identity, positions),
             welcome=welcome,
             subscribed=subscribed,
+            reads=[p.Read(channel=ch, offset=offset) for ch, offset in reads.items()],
         )
 
     def _encode(self, session_id: str, identity: ClientIdentity, positions: dict[str, tuple[str, int]]) -> str:

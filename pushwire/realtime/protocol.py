@@ -13,6 +13,12 @@ import msgspec
 
 MAX_FRAME_BYTES = 64 * 1024
 BAD_FRAMES_PER_MINUTE = 10
+# Rooms one connection may be subscribed to, besides its personal channel and `broadcast`.
+MAX_SUBSCRIPTIONS = 100
+# Subscribe frames: a burst (a reconnect resubscribes every room at once), then this many a second.
+# Over it a frame is refused with error `rate_limited`, counted like a malformed frame.
+SUBSCRIBE_BURST = MAX_SUBSCRIPTIONS + 2
+SUBSCRIBE_RATE = 10.0
 
 
 class Close(enum.IntEnum):

@@ -3,6 +3,12 @@
 The hub calls `offer` synchronously for every delivery (no task, no await per delivery); a
 single writer task per session drains the queue in batches. A session whose queue passes its
 byte limit is closed with 4008 and its queue dropped, so it never slows the others.
+
+Replays (subscribe with `since`, unread, live gaps) run one at a time in a replay task, page by
+page: the next page is read only when the queue and the batch being written are under
+REPLAY_ROOM, so a client that does not read stops the reading. Everything held for a connection
+— queue, batch being written, live messages held while their channel replays — is capped at
+MAX_HELD_BYTES; past it the connection is closed with 4008.
 """
 
 from __future__ import annotations
@@ -10,20 +16,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 
+from pushwire.realtime.channel_sub import ChannelSub
 from pushwire.realtime.protocol import Close
+from pushwire.realtime.replay_lane import ReplayLane
+from pushwire.realtime.send_queue import MAX_HELD_BYTES, REPLAY_ROOM, SendQueue
 from pushwire.realtime.tokens import ClientIdentity
+from pushwire.realtime.watched_spans import WatchedSpans
 
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_BYTES = 1024 * 1024
 # Live messages held while a channel replays; past this the replay is abandoned (4008).
 MAX_BUFFERED = 10_000
+__all__ = ["DEFAULT_QUEUE_BYTES", "MAX_BUFFERED", "MAX_HELD_BYTES", "REPLAY_ROOM", "ChannelSub", "Session", "Transport"]
 
 
 class Transport(Protocol):
@@ -35,31 +45,23 @@ class Transport(Protocol):
     async def close(self, code: int, reason: str) -> None: ...
 
 
-class ChannelSub:
-    """Position of one subscription. While `buffer` is a list the channel is replaying."""
-
-    __slots__ = ("buffer", "last")
-
-    def __init__(self) -> None:
-        self.last = 0
-        self.buffer: list[tuple[int, str]] | None = []
-
-
 class Session:
     def __init__(
-        self, session_id: str, identity: ClientIdentity, transport: Transport, queue_bytes: int = DEFAULT_QUEUE_BYTES
+        self,
+        session_id: str,
+        identity: ClientIdentity,
+        transport: Transport,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        max_held: int = MAX_HELD_BYTES,
     ) -> None:
         self.id = session_id
         self.identity = identity
         self.transport = transport
         self.subs: dict[str, ChannelSub] = {}
-        self._queue: deque[str] = deque()
-        self._queued = 0
-        self._limit = queue_bytes
-        # Bytes of replay the client asked for (subscribe with `since`, unread): allowed on top of
-        # the limit until the queue next empties, so a long catch-up is not mistaken for a slow reader.
-        self._credit = 0
-        self._wake = asyncio.Event()
+        self._out = SendQueue(queue_bytes, max_held)
+        self._replays = ReplayLane(
+            f"replay-{session_id}", lambda: self.close_soon(Close.RECONNECT, "replay failed; resume with since")
+        )
         self.closing: tuple[int, str] | None = None
         self.closed = asyncio.Event()
         self.last_received = time.monotonic()
@@ -70,9 +72,8 @@ class Session:
         # Called as on_gap(session, channel, last_delivered, missing_upto); set by Connections.
         self.on_gap: Callable[[Session, str, int, int], None] | None = None
         self._closer: asyncio.Task[None] | None = None
-        # hub.deliver spans (a few per traced message) waiting for their frame to be sent:
-        # (frames sent once it is out, span). Checked once per written batch, not per frame.
-        self._watched: list[tuple[int, Span]] = []
+        # hub.deliver spans (a few per traced message) waiting for their frame to be sent.
+        self._watched = WatchedSpans()
         self._inflight = 0  # frames of the batch being written
 
     @property
@@ -86,109 +87,139 @@ class Session:
     # -- subscriptions --------------------------------------------------------
     def begin_subscription(self, channel: str) -> ChannelSub:
         """Start buffering live messages of `channel` until `finish_subscription`."""
+        self._release(self.subs.get(channel))
         sub = ChannelSub()
         self.subs[channel] = sub
         return sub
+
+    def drop_subscription(self, channel: str) -> None:
+        self._release(self.subs.pop(channel, None))
+
+    def _release(self, sub: ChannelSub | None) -> None:
+        if sub is not None and sub.buffer is not None:
+            self._out.buffered -= sub.buffered
+            sub.buffer, sub.buffered = [], 0
 
     def finish_subscription(self, channel: str, position: int, replay: list[str], head: str | None) -> None:
         """Send `head` (the subscribed frame), the replay, then buffered live messages past it."""
         sub = self.subs.get(channel)
         if sub is None:
             return
-        buffered, sub.buffer = sub.buffer or [], None
+        buffered = sub.buffer or []
+        self._out.buffered -= sub.buffered
+        sub.buffer, sub.buffered = None, 0
         sub.last = position
         if head is not None:
             self.enqueue(head)
-        self._credit += sum(map(len, replay))
-        for frame in replay:
-            self.enqueue(frame)
+        # Asked-for and already-held bytes: under the per-connection cap, not the slow-reader limit.
+        self.enqueue_replay(replay)
+        merged = []
         for offset, frame in buffered:
             if offset > sub.last:
                 sub.last = offset
-                self.enqueue(frame)
+                merged.append(frame)
+        self.enqueue_replay(merged)
 
     def offer(self, channel: str, offset: int, frame: str) -> None:
         sub = self.subs.get(channel)
-        if sub is None:
+        if sub is None or self.closing is not None:
             return
         if sub.buffer is not None:
-            if len(sub.buffer) >= MAX_BUFFERED:
+            if len(sub.buffer) >= MAX_BUFFERED or not self._admit(len(frame)):
                 self.close_soon(Close.SLOW_CONSUMER, "replay buffer full")
                 return
             sub.buffer.append((offset, frame))
+            sub.buffered += len(frame)
+            self._out.buffered += len(frame)
         elif offset > sub.last:
             # Duplicates (bus redelivery, replay overlap) are at or below `last`: dropped here.
             if offset > sub.last + 1 and self.on_gap is not None:
                 # Live skipped ahead (a bus hiccup): hold live and fill the hole from history.
-                sub.buffer = [(offset, frame)]
+                if not self._admit(len(frame)):
+                    return
+                sub.buffer, sub.buffered = [(offset, frame)], len(frame)
+                self._out.buffered += len(frame)
                 self.on_gap(self, channel, sub.last, offset - 1)
                 return
             sub.last = offset
             self.enqueue(frame)
 
+    # -- replays --------------------------------------------------------------
+    def queue_replay(self, channel: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run `run` after the replays before it; one still waiting for `channel` is dropped."""
+        if self.closing is None:
+            self._replays.queue(channel, run)
+
+    def cancel_replays(self) -> None:
+        self._replays.cancel()
+
+    async def wait_for_room(self) -> bool:
+        """Until a replay page may be read (False: the session is closing)."""
+        while self.closing is None and not self._out.room.is_set():
+            await self._out.room.wait()
+        return self.closing is None
+
+    @property
+    def held(self) -> int:
+        return self._out.total
+
+    @property
+    def peak_held(self) -> int:
+        return self._out.peak
+
+    def _admit(self, size: int) -> bool:
+        """Room for `size` more bytes under the per-connection cap; else the connection closes (4008)."""
+        if self._out.fits(size):
+            return True
+        self.close_soon(Close.SLOW_CONSUMER, "over the per-connection memory cap")
+        return False
+
     # -- traced deliveries ----------------------------------------------------
     def pending_frames(self) -> int:
-        return len(self._queue)
+        return len(self._out.frames)
 
     def watch(self, span: Span) -> None:
         """End `span` once the frame just queued (the last one) has been sent."""
-        self._watched.append((self.delivered + self._inflight + len(self._queue), span))
+        self._watched.add(self.delivered + self._inflight + len(self._out.frames), span)
 
     def _sent(self) -> None:
-        still = []
-        for marker, span in self._watched:
-            if marker <= self.delivered:
-                span.end()
-            else:
-                still.append((marker, span))
-        self._watched = still
+        self._watched.sent(self.delivered)
 
     def end_watched(self, reason: str | None = None) -> None:
         """The queue was dropped or the session ended: unsent frames' spans end (ERROR with a reason)."""
-        watched, self._watched = self._watched, []
-        for _, span in watched:
-            if reason is not None:
-                span.set_status(Status(StatusCode.ERROR, reason))
-            span.end()
+        self._watched.end_all(reason)
 
     # -- polling transports (no writer task: the request handler drains) ------
     def drain(self, limit: int) -> list[str]:
-        out: list[str] = []
-        while self._queue and len(out) < limit:
-            frame = self._queue.popleft()
-            self._queued -= len(frame)
-            out.append(frame)
-        if not self._queue:
-            self._wake.clear()
-            self._credit = 0
+        out = self._out.drain(limit)
         self.delivered += len(out)
         if self._watched:
             self._sent()
         return out
 
     def drain_ready(self) -> bool:
-        return bool(self._queue)
+        return bool(self._out.frames)
 
     async def wait_for_frames(self, timeout: float) -> bool:
-        if self._queue:
+        if self._out.frames:
             return True
         try:
             async with asyncio.timeout(timeout):
-                await self._wake.wait()
+                await self._out.wake.wait()
         except TimeoutError:
             return False
-        return bool(self._queue)
+        return bool(self._out.frames)
 
     # -- sending --------------------------------------------------------------
     def enqueue(self, frame: str) -> None:
-        if self.closing is not None:
-            return
-        self._queue.append(frame)
-        self._queued += len(frame)
-        if self._queued > self._limit + self._credit:
-            self.close_soon(Close.SLOW_CONSUMER, "send buffer full")
-            return
-        self._wake.set()
+        if self.closing is None and (refused := self._out.push(frame)) is not None:
+            self.close_soon(Close.SLOW_CONSUMER, refused)
+
+    def enqueue_replay(self, frames: list[str]) -> None:
+        """Frames the client asked for (a replay page), paced by `wait_for_room` rather than refused
+        by the slow-reader limit; still under the per-connection cap."""
+        if self.closing is None and frames and (refused := self._out.push_paced(frames)) is not None:
+            self.close_soon(Close.SLOW_CONSUMER, refused)
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close now: drop anything queued (the client resumes with since) and stop the writer,
@@ -196,11 +227,13 @@ class Session:
         if self.closing is not None:
             return
         self.closing = (code, reason)
-        self._queue.clear()
-        self._queued = 0
+        for sub in self.subs.values():
+            self._release(sub)
+        # Wakes a long-poll waiting for frames (shutdown) and a replay waiting for room.
+        self._out.clear()
+        self.cancel_replays()
         if self._watched:
             self.end_watched(f"connection closed ({code}): {reason}")
-        self._wake.set()  # a long-poll waiting for frames returns at once (shutdown)
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
@@ -212,15 +245,14 @@ class Session:
         """Owns every data send on the transport; batches what queued up while it was sending."""
         try:
             while self.closing is None:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._queue and self.closing is None:
-                    batch = list(self._queue)
-                    self._queue.clear()
-                    self._queued = self._credit = 0
+                await self._out.wake.wait()
+                self._out.wake.clear()
+                while self._out.frames and self.closing is None:
+                    batch = self._out.take_all()
                     self._inflight = len(batch)
                     await self.transport.send_frames(batch)
                     self._inflight = 0
+                    self._out.sent()
                     self.delivered += len(batch)
                     self.last_sent = time.monotonic()
                     if self._watched:
@@ -245,6 +277,8 @@ class Session:
     async def stop(self) -> None:
         """The connection ended from the other side: stop the writer quietly."""
         self.closing = self.closing or (Close.NORMAL, "disconnected")
+        self.cancel_replays()
+        self._out.room.set()
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)

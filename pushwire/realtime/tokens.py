@@ -117,8 +117,9 @@ def _unverified_app(token: str) -> object:
 class ClientTokenVerifier:
     """Verifies client tokens against the apps' client keys.
 
-    Keys are cached in-process by (app_id, kid) for `cache_ttl` seconds, a performance detail:
-    revoking a key or disabling an app takes effect on every instance within `cache_ttl`.
+    Keys are cached in-process by (app_id, kid) for `cache_ttl` seconds, a performance detail.
+    A change notice (realtime/revocation.py) calls `invalidate`, so revoking a key or disabling an
+    app or tenant takes effect at once on every instance; `cache_ttl` bounds it if a notice is lost.
     """
 
     def __init__(
@@ -136,6 +137,9 @@ class ClientTokenVerifier:
         self.cache_ttl = cache_ttl
         self.clock = clock
         self._cache: dict[tuple[str, str], _Entry] = {}
+        # Bumped by invalidate(): a load that started before an invalidation is not cached, so a
+        # verify racing with a revocation cannot put the old key back for another `cache_ttl`.
+        self._generation: dict[str, int] = {}
 
     async def verify(self, token: str, app_hint: str | None = None) -> ClientIdentity:
         if len(token) > MAX_TOKEN_BYTES:
@@ -188,6 +192,7 @@ class ClientTokenVerifier:
 
     def invalidate(self, app_id: str) -> None:
         """Forget cached keys of `app_id` (a key or the app changed): the next use reloads them."""
+        self._generation[app_id] = self._generation.get(app_id, 0) + 1
         for cache_key in [k for k in self._cache if k[0] == app_id]:
             self._cache.pop(cache_key, None)
 
@@ -265,10 +270,11 @@ class ClientTokenVerifier:
         entry = self._cache.get(cache_key)
         if entry is not None and time.monotonic() - entry.loaded_at < self.cache_ttl:
             return entry
+        generation = self._generation.get(app, 0)
         entry = await self._load(app, kid)
         self._cache.pop(cache_key, None)
         # Misses are not cached: random kids would otherwise evict the real keys.
-        if entry is not None and self.cache_ttl > 0:
+        if entry is not None and self.cache_ttl > 0 and self._generation.get(app, 0) == generation:
             while len(self._cache) >= MAX_CACHE_ENTRIES:
                 self._cache.pop(next(iter(self._cache)))  # dicts keep insertion order: oldest first
             self._cache[cache_key] = entry

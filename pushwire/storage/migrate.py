@@ -7,20 +7,14 @@ the CLI directly, or through `asyncio.to_thread` from async code.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 from advanced_alchemy.alembic.commands import AlembicCommands
 from advanced_alchemy.config import AlembicAsyncConfig, SQLAlchemyAsyncConfig
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-import pushwire
-
-
-def migrations_dir() -> Path:
-    """Next to the package in a checkout; the working directory in an installed image."""
-    beside = Path(pushwire.__file__).resolve().parent.parent / "migrations"
-    return beside if (beside / "env.py").exists() else Path.cwd() / "migrations"
+# Inside the installed package, or the checkout's top-level folder (pushwire.paths).
+from pushwire.paths import migrations_dir
 
 
 def _commands(url: str, stdout: io.StringIO | None = None) -> AlembicCommands:

@@ -5,10 +5,18 @@ from __future__ import annotations
 import re
 
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, create_key, set_value
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+# A context carrying this key starts a sampled trace whatever the ratio: the console's test push,
+# and a group-commit transaction holding a sampled push (see tracing/commit.py).
+FORCE_SAMPLE = create_key("pushwire-force-sample")
+
+
+def forced_context() -> Context:
+    return set_value(FORCE_SAMPLE, True, Context())
 
 
 def format_traceparent(ctx: SpanContext) -> str:

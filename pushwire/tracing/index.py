@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
-
-from opentelemetry.trace import Span
 
 from pushwire.tracing.records import RecentEntry
 from pushwire.tracing.store import SpanStore
@@ -17,13 +14,13 @@ if TYPE_CHECKING:
 
 def index_publish(
     store: SpanStore,
-    span: Span,
+    trace_id: str,
     app_id: str,
     requests: Sequence[PublishRequest],
     results: Sequence[PublishResult] | None,
+    ts_ns: int,
 ) -> None:
-    """`results` None: the publish failed, and each request is listed (failed) under its trace id."""
-    trace_id, now = f"{span.get_span_context().trace_id:032x}", time.time_ns()
+    """List each request under `trace_id`. `results` None: the publish failed, each is listed failed."""
     for i, req in enumerate(requests):
         result = results[i] if results is not None else None
         if result is not None and result.duplicate:
@@ -34,11 +31,9 @@ def index_publish(
                 app_id=app_id,
                 event=req.event,
                 channels=list(req.channels),
-                ts_ns=now,
+                ts_ns=ts_ns,
                 message_id=result.id if result else "",
                 failed=result is None,
                 replay_of=req.replay_of or "",
             )
         )
-    if results is not None and len(results) == 1:
-        span.set_attribute("message_id", results[0].id)

@@ -8,7 +8,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-from pushwire.tracing.records import AttrValue, StoredSpan
+from pushwire.tracing.records import AttrValue, SpanLink, StoredSpan
 from pushwire.tracing.store import SpanStore
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ class StoreSpanProcessor(SpanProcessor):
                 error=error,
                 status_message=(status.description or "") if error else "",
                 attributes=_attributes(span),
+                links=[
+                    SpanLink(trace_id=f"{lk.context.trace_id:032x}", span_id=f"{lk.context.span_id:016x}")
+                    for lk in span.links
+                ],
             )
         )
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
-from opentelemetry.context import Context, create_key, set_value
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -25,19 +25,19 @@ from pushwire import __version__
 from pushwire.cache.base import Cache
 from pushwire.settings import Settings
 from pushwire.tracing.acks import AckTracer
+from pushwire.tracing.commit import CommitTracer
+from pushwire.tracing.context import FORCE_SAMPLE
+from pushwire.tracing.context import forced_context as forced_context  # re-exported: console, tests
 from pushwire.tracing.processor import StoreSpanProcessor
 from pushwire.tracing.store import SpanStore
 
-# A context carrying this key starts a sampled trace whatever the ratio (the console's test push).
-FORCE_SAMPLE = create_key("pushwire-force-sample")
-
-
-def forced_context() -> Context:
-    return set_value(FORCE_SAMPLE, True, Context())
-
 
 class MessageSampler(Sampler):
-    """Parent-based ratio sampling, plus forced sampling for the console's test pushes."""
+    """Parent-based ratio sampling, plus forced sampling for the console's test pushes.
+
+    Parent-based is safe because every parent it sees is ours: the push span is always a root
+    (the caller's traceparent is only a link, see spans.py), and the relay, routers and acks
+    continue contexts that our push span made."""
 
     def __init__(self, ratio: float) -> None:
         self.ratio = ratio
@@ -87,6 +87,8 @@ class Tracing:
             self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=self.otlp_url)))
         self.tracer: Tracer = self.provider.get_tracer("pushwire", __version__)
         self.acks = AckTracer(self.tracer, self.store, self.instance_id, shared_lookup=self.ratio > 0)
+        # The Publisher's observer: db.commit spans and the span store's message index.
+        self.commits = CommitTracer(self.tracer, self.store)
 
     async def start(self) -> None:
         await self.store.start()

@@ -7,6 +7,13 @@ import msgspec
 AttrValue = str | int | float | bool | list[str | int | float | bool]
 
 
+class SpanLink(msgspec.Struct, frozen=True):
+    """A span link: the caller's span on a push, the shared transaction on a grouped db.commit."""
+
+    trace_id: str  # 32 hex
+    span_id: str  # 16 hex
+
+
 class StoredSpan(msgspec.Struct, frozen=True, omit_defaults=True):
     """One finished span, as any instance recorded it."""
 
@@ -21,6 +28,7 @@ class StoredSpan(msgspec.Struct, frozen=True, omit_defaults=True):
     error: bool = False
     status_message: str = ""
     attributes: dict[str, AttrValue] = {}
+    links: list[SpanLink] = []
 
 
 class RecentEntry(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from pushwire.cache.base import Cache, ListPush
 from pushwire.errors import BackendUnavailable
@@ -32,6 +33,9 @@ from pushwire.tracing.records import (
     StoredSpan,
     TraceRef,
 )
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,21 @@
-"""GET /health (the process answers) and GET /ready (every configured backend answers)."""
+"""GET /health (the process answers) and GET /ready (every configured backend answers).
+
+Both are public (load balancers call them): /ready names a backend that is down but keeps its
+error text (hosts, addresses, driver messages) for the server log.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import msgspec
 from litestar import Response, get
 
 from pushwire.errors import BackendUnavailable
 from pushwire.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 class Health(msgspec.Struct):
@@ -19,6 +26,9 @@ class Health(msgspec.Struct):
 
 class Readiness(msgspec.Struct, omit_defaults=True):
     status: str
+    # The backends that do not answer, by name ("database", "cache", "bus", "registry").
+    failed: list[str]
+    # Each backend: "ok" or "unavailable".
     backends: dict[str, str]
     error: str | None = None
     message: str | None = None
@@ -31,22 +41,27 @@ async def health(runtime: Runtime) -> Health:
 
 @get("/ready", tags=["operations"], summary="Every configured backend answers (503 names the ones that do not)")
 async def ready(runtime: Runtime) -> Response[Readiness]:
-    async def probe(backend: object) -> str:
+    async def probe(name: str, backend: object) -> str:
         try:
             async with asyncio.timeout(3):
                 await backend.ping()  # type: ignore[attr-defined]
             return "ok"
         except (BackendUnavailable, TimeoutError, OSError) as exc:
             detail = exc.detail if isinstance(exc, BackendUnavailable) else (str(exc) or type(exc).__name__)
-            return f"unavailable: {detail}"
+            log.warning("not ready: %s unavailable: %s", name, detail)
+            return "unavailable"
 
     named = runtime.backends.named()
-    results = await asyncio.gather(*(probe(b) for _s, b in named.values()))
+    results = await asyncio.gather(*(probe(n, b) for n, (_s, b) in named.items()))
     status = dict(zip(named, results, strict=True))
     down = [n for n, r in status.items() if r != "ok"]
     if down:
         body = Readiness(
-            status="unavailable", backends=status, error="unavailable", message=f"not ready: {', '.join(down)}"
+            status="unavailable",
+            failed=down,
+            backends=status,
+            error="unavailable",
+            message=f"not ready: {', '.join(down)}",
         )
         return Response(body, status_code=503)
-    return Response(Readiness(status="ready", backends=status))
+    return Response(Readiness(status="ready", failed=[], backends=status))

@@ -1,8 +1,8 @@
 """/static: the browser client (static/pushwire.js) and the console's assets, served as files.
 
-The directory is the repository's `static/` found from the package location (a source checkout
-or an editable install), else `static/` under the working directory (the Docker image and
-`make run` start in the project root).
+The directory is the package's (pushwire.paths): inside an installed package, the checkout's
+top-level `static/` for a source checkout or an editable install. Building the router checks
+that htmx is there: `pushwire run` refuses to start with a silently broken console.
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from litestar import Router
 from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 
+from pushwire.paths import require_htmx, static_dir
+
 
 def static_directory() -> Path:
-    beside_package = Path(__file__).resolve().parents[2] / "static"
-    if beside_package.is_dir():
-        return beside_package
-    return Path.cwd() / "static"
+    return static_dir()
 
 
 def static_files_router() -> Router:
+    require_htmx()
     return create_static_files_router(
         path="/static",
-        directories=[static_directory()],
+        directories=[static_dir()],
         include_in_schema=False,
         # Tenants' pages may import pushwire.js cross-origin as an ES module (a CORS request):
         # the app-wide CORS config (allow_origins=["*"]) answers it.

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pushwire.sdk import AsyncServerClient
 from pushwire.sdk.server import PushwireError
+from pushwire.tenants.views import AppLimits
 from tests.console.conftest import Console
 
 _SECRET = re.compile(r'<code id="[^"]+" class="mono">([^<]+)</code>')
@@ -163,3 +164,45 @@ async def test_try_it_token_and_push(console: Console) -> None:
     assert not_json.status_code == 422 and "data must be JSON" in not_json.text
     bad_channel = await b.post(f"/console/apps/{app_id}/try/push", {"target_kind": "channel", "target": "a/b"})
     assert bad_channel.status_code == 422 and "invalid channel name" in bad_channel.text
+
+
+async def test_limits_over_the_maxima_are_a_form_error(console: Console) -> None:
+    app_id = console.app_a.app_id
+    maxima = console.runtime.settings.limit_maxima
+    for who in ("admin_a", "operator"):
+        b = await console.as_user(who)
+        for field, value in (
+            ("push_rate", "2000000000"),
+            ("max_connections", "2000000000"),
+            ("hot_history_size", "2000000000"),
+            ("retention_days", "1000000"),
+        ):
+            bad = await b.post(f"/console/apps/{app_id}/settings", {"enabled": "1", field: value})
+            assert bad.status_code == 422, (who, field, bad.text)
+            assert f"between 1 and {getattr(maxima, field)}" in bad.text and "platform maximum" in bad.text
+        for value in ("1.5", "abc", "-3"):
+            bad = await b.post(f"/console/apps/{app_id}/settings", {"enabled": "1", "push_rate": value})
+            assert bad.status_code == 422 and ("whole number" in bad.text or "between 1 and" in bad.text)
+    assert (await console.runtime.tenancy.get_app(app_id, None)).limits == AppLimits()
+    # Without JavaScript the settings form comes back with the message and the values typed.
+    b = await console.as_user("admin_a")
+    page = await b.post(f"/console/apps/{app_id}/settings", {"enabled": "1", "retention_days": "1000000"}, hx=False)
+    assert page.status_code == 422 and page.text.startswith("<!doctype html>")
+    assert "Not saved:" in page.text and 'name="retention_days" min="1" value="1000000"' in page.text
+
+
+async def test_only_operators_raise_limits(console: Console) -> None:
+    app_id = console.app_a.app_id
+    admin = await console.as_user("admin_a")
+    lowered = await admin.post(f"/console/apps/{app_id}/settings", {"enabled": "1", "push_rate": "500"})
+    assert lowered.status_code == 200 and "Settings saved" in lowered.text
+    assert "only an operator can raise one" in lowered.text  # the hint beside the form
+    kept = await admin.post(f"/console/apps/{app_id}/settings", {"enabled": "1", "push_rate": "500"})
+    assert kept.status_code == 200 and "Nothing changed" in kept.text
+    raised = await admin.post(f"/console/apps/{app_id}/settings", {"enabled": "1", "push_rate": "5000"})
+    assert raised.status_code == 422 and "only an operator can raise a limit" in raised.text
+    assert (await console.runtime.tenancy.get_app(app_id, None)).limits.push_rate == 500
+    operator = await console.as_user("operator")
+    ok = await operator.post(f"/console/apps/{app_id}/settings", {"enabled": "1", "push_rate": "5000"})
+    assert ok.status_code == 200 and "Settings saved" in ok.text
+    assert (await console.runtime.tenancy.get_app(app_id, None)).limits.push_rate == 5000

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import time
+
+from pushwire.realtime.session import Session
+from pushwire.realtime.tokens import ClientIdentity
+from pushwire.registry.base import InstanceInfo
+from pushwire.registry.local import LocalRegistry
 from tests.console.conftest import Console
+from tests.services import unique
 
 
 async def test_tenant_admin_gets_404_for_another_tenants_app(console: Console) -> None:
@@ -95,3 +103,72 @@ async def test_viewer_sees_no_forms_and_cannot_change_anything(console: Console)
     assert [a.name for a in await console.runtime.tenancy.list_apps(console.tenant_a)] == ["web-a"]
     # Viewers may still sign out.
     assert (await b.post("/console/logout", hx=False)).status_code == 303
+
+
+class _Transport:
+    kind = "ws"
+
+    async def send_frames(self, frames: list[str]) -> None:
+        return None
+
+    async def close(self, code: int, reason: str) -> None:
+        return None
+
+
+def _session(app_id: str, tenant_id: str, n: int) -> Session:
+    identity = ClientIdentity(
+        app_id=app_id,
+        tenant_id=tenant_id,
+        user_id=f"user-{n}",
+        channels=(),
+        info=None,
+        expires_at=time.time() + 600,
+        max_connections=100,
+        max_connections_per_user=100,
+        allowed_origins=(),
+    )
+    return Session(unique("sess-"), identity, _Transport())
+
+
+def _instance_counts(html: str) -> dict[str, int]:
+    """Instance id -> the Connections cell of the presence page's instance table."""
+    rows = re.findall(r'<tr><td class="mono">([^<]+)</td>.*?<td>(\d+)</td></tr>', html, re.S)
+    return {instance: int(count) for instance, count in rows}
+
+
+async def test_presence_instance_counts_are_only_the_tenants_own(console: Console) -> None:
+    runtime = console.runtime
+    here = runtime.settings.instance_id
+    other_id = unique("pw-other-")
+    other = LocalRegistry()  # a second instance in the same registry, with 50 connections of its own
+    await other.start()
+    await other.register(InstanceInfo(other_id, "10.0.0.2:8000", "test", "2026-01-01T00:00:00Z", 50), ttl=30)
+    app_a, app_b = console.app_a.app_id, console.app_b.app_id
+    # Here: 1 connection of tenant A, 3 of tenant B. There: 2 of A, 4 of B (presence routes).
+    local = [_session(app_a, console.tenant_a, 0)] + [_session(app_b, console.tenant_b, n) for n in range(3)]
+    for s in local:
+        runtime.hub.attach(s)
+    try:
+        for n in range(2):
+            await runtime.presence.add(unique("r-"), app_a, f"a{n}", other_id, "ws")
+        for n in range(4):
+            await runtime.presence.add(unique("r-"), app_b, f"b{n}", other_id, "sse")
+        for who in ("admin_a", "viewer_a"):
+            b = await console.as_user(who)
+            for path in (f"/console/apps/{app_a}/presence", f"/console/apps/{app_a}/presence/live"):
+                page = await b.get(path, hx=path.endswith("/live"))
+                assert page.status_code == 200
+                assert _instance_counts(page.text) == {here: 1, other_id: 2}, (who, path)
+        admin_b = await console.as_user("admin_b")
+        page = await admin_b.get(f"/console/apps/{app_b}/presence")
+        assert _instance_counts(page.text) == {here: 3, other_id: 4}
+        # Operators see each instance's whole load: this one's hub, the other's registry figure.
+        operator = await console.as_user("operator")
+        page = await operator.get(f"/console/apps/{app_a}/presence")
+        assert _instance_counts(page.text) == {here: runtime.hub.count(), other_id: 50}
+        assert runtime.hub.count() >= 4
+    finally:
+        for s in local:
+            runtime.hub.detach(s)
+        await other.close()
+        await runtime.presence.remove_instance(other_id)

@@ -62,9 +62,13 @@ async def _room_gap(live: LiveServer, flush_cache: bool) -> None:
         await c.close()
         await pw.push_batch([{"channels": ["room.a"], "event": "e", "data": i} for i in range(1, 51)])
         await pw.push_batch([{"channels": ["room.a"], "event": "e", "data": i} for i in range(51, 101)])
-        await asyncio.sleep(0.5)  # let the relay fill the hot history
+        cache = live.runtime.backends.cache
+        async with asyncio.timeout(10):  # the relay has filled the hot history
+            while await cache.list_length(hot_key(live.app_id, "room.a")) < 101:
+                await asyncio.sleep(0.02)
         if flush_cache:
-            await live.runtime.backends.cache.delete(hot_key(live.app_id, "room.a"))
+            await cache.delete(hot_key(live.app_id, "room.a"))
+        sources = dict(live.runtime.connections.recovery.sources)
         c = await Client.connect(live.ws_url(token))
         await c.recv_until("welcome")
         await c.send({"type": "subscribe", "channel": "room.a", "since": {"epoch": m1["epoch"], "offset": 1}})
@@ -72,6 +76,10 @@ async def _room_gap(live: LiveServer, flush_cache: bool) -> None:
         assert (sub["recovered"], sub["replayed"], sub["offset"]) == (True, 100, 101)
         replay = await c.messages(100)
         assert [m["offset"] for m in replay] == list(range(2, 102))
+        # The replay came from where the test says: the hot history, or the database once flushed.
+        used = {k: n - sources.get(k, 0) for k, n in live.runtime.connections.recovery.sources.items()}
+        expected = "database" if flush_cache else "cache"
+        assert used.get(expected, 0) >= 1 and used.get("cache" if flush_cache else "database", 0) == 0, used
         await pw.push(channels=["room.a"], event="e", data="live")
         [live_msg] = await c.messages(1)
         assert live_msg["offset"] == 102

@@ -8,6 +8,7 @@ import secrets
 import httpx
 
 from pushwire.sdk.server import signed_headers
+from pushwire.tracing.records import SpanLink
 from tests.live import Client, LiveServer
 from tests.tracing.conftest import by_name, wait_for_spans
 
@@ -63,7 +64,7 @@ async def test_push_deliver_ack_is_one_linked_trace(live: LiveServer) -> None:
     assert live.runtime.metrics.messages_out.get(live.app_id) == 1
 
 
-async def test_incoming_traceparent_is_the_push_spans_parent(live: LiveServer) -> None:
+async def test_incoming_traceparent_is_a_link_of_our_root_push_span(live: LiveServer) -> None:
     trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)  # Redis is shared by runs
     body = b'{"channels": ["room.x"], "event": "e", "data": 1}'
     c = live.created
@@ -73,7 +74,13 @@ async def test_incoming_traceparent_is_the_push_spans_parent(live: LiveServer) -
         response = await http.post(live.http + "/api/v1/push", content=body, headers=headers)
     assert response.status_code == 202
     store = live.runtime.tracing.store
-    spans = await wait_for_spans(store, trace_id, lambda s: {"push", "kafka.produce"} <= {x.name for x in s})
+    ours = None
+    async with asyncio.timeout(10):
+        while ours is None:
+            ours = await store.trace_of(response.json()["id"])
+            await asyncio.sleep(0.05)
+    assert ours != trace_id
+    spans = await wait_for_spans(store, ours, lambda s: {"push", "kafka.produce"} <= {x.name for x in s})
     [push] = by_name(spans)["push"]
-    assert push.parent_id == caller_span and push.attributes["message_id"] == response.json()["id"]
-    assert await store.trace_of(response.json()["id"]) == trace_id
+    assert push.parent_id == "" and push.attributes["message_id"] == response.json()["id"]
+    assert push.links == [SpanLink(trace_id=trace_id, span_id=caller_span)]

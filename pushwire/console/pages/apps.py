@@ -1,4 +1,9 @@
-"""GET /console/apps/{app_id} (settings, keys, try it) and POST .../settings."""
+"""GET /console/apps/{app_id} (settings, keys, try it) and POST .../settings.
+
+Limits are checked in the service (within the platform maxima; only operators may raise one);
+a refused form comes back with the message: in the page's alert area (HTMX, the form keeps what
+was typed) or, for a plain post, as the settings form again with the values typed.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,10 @@ from litestar import Request, Response, get, post
 
 from pushwire.console.auth import ConsoleSession
 from pushwire.console.pages.common import Form, audit, page_or_fragment
-from pushwire.console.render import render
+from pushwire.console.render import is_hx, render
 from pushwire.runtime import Runtime
+from pushwire.tenants.limits import parse_limit
+from pushwire.tenants.service import Invalid
 from pushwire.tenants.views import SCOPES, AppLimits, AppView
 
 LIMIT_LABELS = {
@@ -32,6 +39,7 @@ async def app_context(runtime: Runtime, session: ConsoleSession, app_id: str) ->
         "app": app,
         "limit_labels": LIMIT_LABELS,
         "limits": msgspec.structs.asdict(app.limits),
+        "maxima": msgspec.structs.asdict(runtime.settings.limit_maxima),
         "server_keys": await runtime.tenancy.list_server_keys(app_id, session.scope),
         "client_keys": await runtime.tenancy.list_client_keys(app_id, session.scope),
         "scopes": SCOPES,
@@ -60,26 +68,45 @@ async def update_settings(
 ) -> Response[Any]:
     before = await runtime.tenancy.get_app(app_id, session.scope)
     form = await Form.read(request)
-    values = {k: form.number(k, label) for k, label in LIMIT_LABELS.items() if form.text(k)}
-    limits: AppLimits = msgspec.structs.replace(before.limits, **values)
-    after = await runtime.tenancy.update_app(
-        app_id, session.scope, enabled=form.has("enabled"), origins=form.words("origins"), limits=limits
-    )
+    maxima = runtime.settings.limit_maxima
+    try:
+        values = {k: parse_limit(k, form.text(k), maxima) for k in LIMIT_LABELS if form.text(k)}
+        limits: AppLimits = msgspec.structs.replace(before.limits, **values)
+        after = await runtime.tenancy.update_app(
+            app_id, session.scope, enabled=form.has("enabled"), origins=form.words("origins"), limits=limits
+        )
+    except Invalid as exc:
+        if is_hx(request):
+            raise  # the alert area shows it; the form keeps what was typed
+        return _settings(request, runtime, before, form, status=422, error=str(exc))
     changes = _changes(before, after)
     if changes:
         await audit(runtime).record(
             session.email, "app.update", tenant_id=after.tenant_id, app_id=app_id, target=app_id, details=changes
         )
     notice = "Settings saved." if changes else "Nothing changed."
+    return _settings(request, runtime, after, None, notice=notice)
+
+
+def _settings(
+    request: Request[Any, Any, Any], runtime: Runtime, app: AppView, typed: Form | None, status: int = 200, **extra: Any
+) -> Response[Any]:
+    """The settings fragment (or page); with `typed`, showing the refused form's values again."""
+    limits: dict[str, Any] = msgspec.structs.asdict(app.limits)
+    if typed is not None:
+        app = msgspec.structs.replace(app, enabled=typed.has("enabled"), allowed_origins=typed.words("origins"))
+        limits.update({k: typed.text(k) for k in LIMIT_LABELS if typed.text(k)})
     return page_or_fragment(
         request,
         "_settings.html",
         title="App settings",
-        back=f"/console/apps/{app_id}",
-        app=after,
-        limits=msgspec.structs.asdict(after.limits),
+        back=f"/console/apps/{app.app_id}",
+        status=status,
+        app=app,
+        limits=limits,
         limit_labels=LIMIT_LABELS,
-        notice=notice,
+        maxima=msgspec.structs.asdict(runtime.settings.limit_maxima),
+        **extra,
     )
 
 

@@ -7,13 +7,18 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.response import Redirect
 
+from pushwire.accounts.hashing import Busy
+from pushwire.accounts.service import MAX_PASSWORD
 from pushwire.console import csrf
 from pushwire.console.auth import (
     COOKIE,
+    IP_LOCKOUT_MAX,
     LOCKOUT_MAX,
+    LOCKOUT_WINDOW,
     Lockout,
     Sessions,
     clear_session_cookie,
+    login_client,
     secure_request,
     session_cookie,
 )
@@ -23,13 +28,21 @@ from pushwire.console.render import render
 from pushwire.runtime import Runtime
 
 LOCKED = "Too many failed sign-ins for this email. Try again in 15 minutes."
+CLIENT_LOCKED = "Too many failed sign-ins from your network address. Try again in 15 minutes."
+BUSY = "The server is busy signing other people in. Try again in a moment."
+MAX_EMAIL = 254
 
 
 def _login_form(
-    request: Request[Any, Any, Any], status: int = 200, error: str | None = None, email: str = ""
+    request: Request[Any, Any, Any],
+    status: int = 200,
+    error: str | None = None,
+    email: str = "",
+    retry_after: int | None = None,
 ) -> Response[Any]:
     token = csrf.login_token(request)
-    response = render(request, "login.html", status=status, login_csrf=token, error=error, email=email)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    response = render(request, "login.html", status=status, headers=headers, login_csrf=token, error=error, email=email)
     csrf.set_login_cookie(response, token, secure_request(request))
     return response
 
@@ -44,16 +57,27 @@ async def login(request: Request[Any, Any, Any], runtime: Runtime) -> Response[A
     form = await Form.read(request)
     email, password = form.text("email").lower(), form.raw("password")
     if not email or not password:
-        return _login_form(request, 400, "Enter your email and password.", email)
+        return _login_form(request, 400, "Enter your email and password.", email[:MAX_EMAIL])
+    if len(email) > MAX_EMAIL or len(password) > MAX_PASSWORD:
+        return _login_form(request, 400, "That email or password is too long.", email[:MAX_EMAIL])
     cache = runtime.backends.cache
     lockout = Lockout(cache)
+    client = login_client(request, runtime.settings.trusted_networks)
+    if await lockout.client_locked(client):
+        return _login_form(request, 429, CLIENT_LOCKED, email, LOCKOUT_WINDOW)
     if await lockout.locked(email):
-        return _login_form(request, 429, LOCKED, email)
-    account = await runtime.accounts.verify(email, password)
+        return _login_form(request, 429, LOCKED, email, LOCKOUT_WINDOW)
+    try:
+        account = await runtime.accounts.verify(email, password)
+    except Busy:
+        return _login_form(request, 503, BUSY, email, 1)
     if account is None:
         failures = await lockout.failed(email)
+        client_failures = await lockout.client_failed(client)
         if failures >= LOCKOUT_MAX:
-            return _login_form(request, 429, LOCKED, email)
+            return _login_form(request, 429, LOCKED, email, LOCKOUT_WINDOW)
+        if client_failures >= IP_LOCKOUT_MAX:
+            return _login_form(request, 429, CLIENT_LOCKED, email, LOCKOUT_WINDOW)
         return _login_form(request, 401, "Wrong email or password.", email)
     await lockout.clear(email)
     sessions = Sessions(cache)

@@ -18,11 +18,18 @@ from pushwire.realtime.transports.auth import identify, origin_allowed
 from pushwire.runtime import Runtime
 
 
+class ReadNotice(msgspec.Struct):
+    channel: str
+    offset: int
+
+
 class PollBody(msgspec.Struct, omit_defaults=True):
     messages: list[msgspec.Raw]
     cursor: str
     welcome: p.Welcome | None = None
     subscribed: list[p.Subscribed] | None = None
+    # Another connection of the user acknowledged up to `offset` (a live notice; moves no position).
+    reads: list[ReadNotice] | None = None
 
 
 class AckBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -68,6 +75,7 @@ async def longpoll(
         cursor=result.cursor,
         welcome=result.welcome,
         subscribed=result.subscribed or None,
+        reads=[ReadNotice(channel=r.channel, offset=r.offset) for r in result.reads] or None,
     )
 
 
