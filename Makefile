@@ -32,7 +32,7 @@ demo: migrate
 
 run: demo
 	@echo "Console: http://127.0.0.1:8000/console  ·  API docs: http://127.0.0.1:8000/schema"
-	$(BIN)/pushwire run --host 127.0.0.1 --port 8000
+	PUSHWIRE_TRACE_SAMPLE_RATIO=$${PUSHWIRE_TRACE_SAMPLE_RATIO:-1.0} $(BIN)/pushwire run --host 127.0.0.1 --port 8000
 
 services: $(STAMP)
 	VENV=$(VENV) scripts/services.sh

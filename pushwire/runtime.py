@@ -39,6 +39,7 @@ from pushwire.registry.base import InstanceInfo, Watch, WatchEvent
 from pushwire.registry.config import LiveConfig
 from pushwire.settings import Settings
 from pushwire.tenants.auth import ServerAuthenticator
+from pushwire.tenants.changes import announcer, cache_stamper
 from pushwire.tenants.crypto import SecretBox
 from pushwire.tenants.service import TenancyService
 from pushwire.tracing.delivery import RouteTracer
@@ -76,7 +77,7 @@ class Runtime:
     retention: RetentionSweeper
     # Change notices (key revoked, app or tenant changed): close this instance's sessions with 4001.
     revocation: Revocation
-    # Set after each commit of new messages, so the outbox relay wakes without polling delay.
+    # Wakes the outbox relay: set by the rows the Publisher hands it, and by notify_published.
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # Counters for /metrics and the queue-depth page; hooks in the push API, router and error handlers.
     metrics: Metrics = field(default_factory=Metrics)
@@ -102,9 +103,14 @@ class Runtime:
         metrics = Metrics()
         read_sync = ReadSync(backends.bus, hub, settings.kafka_topic_prefix, settings.instance_id)
         tracing = Tracing(settings, cache)
-        revocation = Revocation(backends.registry, hub, tokens)
+        auth = ServerAuthenticator(db, box, cache, settings.trusted_networks)
+        revocation = Revocation(backends.registry, hub, tokens, forget=(auth.forget_app,))
         tracer = tracing.tracer
-        publisher = Publisher(db, epochs, observer=tracing.commits)
+        relay = OutboxRelay(
+            db, backends.bus, hot, backends.registry, wakeup, settings.kafka_topic_prefix, tracer, settings.instance_id
+        )
+        # Each commit's outbox rows go straight to this instance's relay (no re-read).
+        publisher = Publisher(db, epochs, observer=tracing.commits, handoff=relay.hand_off)
         connections = Connections(
             hub,
             Recovery(history, hot),
@@ -117,13 +123,16 @@ class Runtime:
         return cls(
             settings=settings,
             backends=backends,
-            # Its changes go through the registry to every instance, this one included.
-            tenancy=TenancyService(db, box, settings.limit_maxima, on_change=revocation.publish),
+            # Its changes restamp the app in the cache (cached server keys are reloaded on their next
+            # request, on every instance), then go through the registry to every instance.
+            tenancy=TenancyService(
+                db, box, settings.limit_maxima, on_change=announcer(cache_stamper(cache), revocation.publish)
+            ),
             accounts=AccountService(db),
             box=box,
-            auth=ServerAuthenticator(db, box, cache, settings.trusted_networks),
+            auth=auth,
             publisher=publisher,
-            group_commit=GroupCommit(publisher),
+            group_commit=GroupCommit(publisher, on_transaction=metrics.push_transaction),
             history=history,
             presence=presence,
             tokens=tokens,
@@ -131,16 +140,7 @@ class Runtime:
             connections=connections,
             poller=Poller(connections, CursorCodec(settings.secret_key)),
             config=LiveConfig(backends.registry, {"heartbeat": settings.heartbeat, "push_enabled": True}),
-            relay=OutboxRelay(
-                db,
-                backends.bus,
-                hot,
-                backends.registry,
-                wakeup,
-                settings.kafka_topic_prefix,
-                tracer,
-                settings.instance_id,
-            ),
+            relay=relay,
             router=Router(
                 backends.bus,
                 hub,
@@ -158,7 +158,8 @@ class Runtime:
         )
 
     def notify_published(self) -> None:
-        self.outbox_wakeup.set()
+        # Handed-off rows already woke the relay; it polls only where the Publisher cannot hand off.
+        self.relay.notify()
 
     def instance_info(self) -> InstanceInfo:
         return InstanceInfo(

@@ -70,7 +70,15 @@ async def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     db = f"sqlite+aiosqlite:///{tmp}/shots.db"
     await asyncio.to_thread(upgrade, db)
-    app = create_app(load_settings({"PUSHWIRE_DATABASE_URL": db, "PUSHWIRE_SECRET_KEY": "screenshots-secret-key-0123"}))
+    app = create_app(
+        load_settings(
+            {
+                "PUSHWIRE_DATABASE_URL": db,
+                "PUSHWIRE_SECRET_KEY": "screenshots-secret-key-0123",
+                "PUSHWIRE_TRACE_SAMPLE_RATIO": "1",
+            }
+        )
+    )
     port = _port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning")

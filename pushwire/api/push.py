@@ -39,8 +39,11 @@ _DOC = "Signed with a server key (X-Pushwire-Key, -Timestamp, -Nonce, -Signature
 async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[PushAccepted]:
     arrived = time.time_ns()
     # Authenticated first: a refused request never opens a span (a flood of 401s writes nothing).
-    caller, body = await signed_caller(request, runtime, "push")
-    with push_span(runtime.tracing.tracer, "/api/v1/push", request.headers.get("traceparent"), None, arrived) as span:
+    # The push rate is taken with the nonce (one cache round trip), unless publishing is paused.
+    caller, body = await signed_caller(request, runtime, "push", cost=1 if runtime.push_enabled else 0)
+    sampled = runtime.tracing.sampled()  # decided first: an unsampled push creates no span at all
+    incoming = request.headers.get("traceparent") if sampled else None
+    with push_span(runtime.tracing.tracer, "/api/v1/push", incoming, None, arrived, sampled=sampled) as span:
         if span.is_recording():
             span.set_attributes(
                 {
@@ -50,7 +53,6 @@ async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[Pu
                 }
             )
         _check_enabled(runtime)
-        await runtime.auth.take_push_tokens(caller)
         req = parse_push(body, caller.app, downstream_traceparent(span))
         result = await runtime.group_commit.publish(caller.app.tenant_id, caller.app_id, req)
         runtime.notify_published()
@@ -80,9 +82,13 @@ async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[Pu
 )
 async def push_batch(request: Request[Any, Any, Any], runtime: Runtime) -> BatchResult:
     arrived = time.time_ns()
-    caller, body = await signed_caller(request, runtime, "push")  # before the span, as for push
-    incoming = request.headers.get("traceparent")
-    with push_span(runtime.tracing.tracer, "/api/v1/push/batch", incoming, None, arrived) as span:
+    # Parsed during authentication, so its valid messages are taken from the push rate in the same
+    # cache round trip as the nonce; its errors are raised after the signature's (the spec's order).
+    batch = _Batch(await request.body(), runtime.push_enabled)
+    caller, _ = await signed_caller(request, runtime, "push", cost=batch)  # before the span, as for push
+    sampled = runtime.tracing.sampled()
+    incoming = request.headers.get("traceparent") if sampled else None
+    with push_span(runtime.tracing.tracer, "/api/v1/push/batch", incoming, None, arrived, sampled=sampled) as span:
         if span.is_recording():
             span.set_attributes(
                 {
@@ -91,11 +97,30 @@ async def push_batch(request: Request[Any, Any, Any], runtime: Runtime) -> Batch
                     "instance_id": runtime.settings.instance_id,
                 }
             )
-        return await _batch(runtime, caller, body, downstream_traceparent(span))
+        return await _publish_batch(runtime, caller, batch, downstream_traceparent(span))
 
 
-async def _batch(runtime: Runtime, caller: Caller, body: bytes, traceparent: str | None) -> BatchResult:
-    _check_enabled(runtime)
+class _Batch:
+    """A batch body, parsed against the caller's app; called with the caller, it gives the cost
+    (the valid messages; 0 when the body is refused as a whole or publishing is paused)."""
+
+    def __init__(self, body: bytes, enabled: bool) -> None:
+        self.body = body
+        self.enabled = enabled
+        self.error: ApiError | None = None
+        self.items: list[BatchItem | None] = []
+        self.valid: list[tuple[int, PublishRequest]] = []
+
+    def __call__(self, caller: Caller) -> int:
+        try:
+            self.items, self.valid = _parse_batch(self.body, caller)
+        except ApiError as exc:
+            self.error = exc
+            return 0
+        return len(self.valid) if self.enabled else 0
+
+
+def _parse_batch(body: bytes, caller: Caller) -> tuple[list[BatchItem | None], list[tuple[int, PublishRequest]]]:
     try:
         batch = _BATCH_DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -113,13 +138,21 @@ async def _batch(runtime: Runtime, caller: Caller, body: bytes, traceparent: str
     valid: list[tuple[int, PublishRequest]] = []
     for i, raw in enumerate(batch.messages):
         try:
-            valid.append((i, parse_push(bytes(raw), caller.app, traceparent)))
+            valid.append((i, parse_push(bytes(raw), caller.app, None)))
         except ApiError as exc:
             items[i] = BatchItem(status=exc.status, error=exc.code, message=exc.message, details=exc.details)
+    return items, valid
+
+
+async def _publish_batch(runtime: Runtime, caller: Caller, batch: _Batch, traceparent: str | None) -> BatchResult:
+    _check_enabled(runtime)
+    if batch.error is not None:
+        raise batch.error
+    items, valid = batch.items, batch.valid
     if valid:
-        # The whole batch is refused when over the rate: nothing partially published.
-        await runtime.auth.take_push_tokens(caller, cost=len(valid))
-        results = await runtime.publisher.publish_many(caller.app.tenant_id, caller.app_id, [r for _, r in valid])
+        # The rate was taken for the whole batch at authentication: nothing partially published.
+        requests = [msgspec.structs.replace(r, traceparent=traceparent) if traceparent else r for _, r in valid]
+        results = await runtime.publisher.publish_many(caller.app.tenant_id, caller.app_id, requests)
         for (i, _), result in zip(valid, results, strict=True):
             items[i] = BatchItem(status=202, id=result.id, deliveries=result.deliveries, duplicate=result.duplicate)
         runtime.notify_published()

@@ -7,11 +7,14 @@ from typing import Any
 from litestar import Request
 
 from pushwire.runtime import Runtime
-from pushwire.tenants.auth import Caller, SignedRequest
+from pushwire.tenants.auth import Caller, Cost, SignedRequest
 
 
-async def signed_caller(request: Request[Any, Any, Any], runtime: Runtime, scope: str | None) -> tuple[Caller, bytes]:
-    """Authenticate the request for `scope`; returns the caller and the raw body it signed."""
+async def signed_caller(
+    request: Request[Any, Any, Any], runtime: Runtime, scope: str | None, cost: Cost = 0
+) -> tuple[Caller, bytes]:
+    """Authenticate the request for `scope` (and take `cost` from the app's push rate in the same
+    cache round trip as the nonce); returns the caller and the raw body it signed."""
     body = await request.body()
     raw_path = request.scope.get("raw_path")
     path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) and raw_path else request.scope["path"]
@@ -23,4 +26,4 @@ async def signed_caller(request: Request[Any, Any, Any], runtime: Runtime, scope
         body=body,
         peer=request.client.host if request.client else None,
     )
-    return await runtime.auth.authenticate(signed, scope), body
+    return await runtime.auth.authenticate(signed, scope, cost), body

@@ -19,6 +19,25 @@ class TokenBucketResult(msgspec.Struct, frozen=True):
     retry_after: float
 
 
+class BucketTake(msgspec.Struct, frozen=True):
+    """A take_tokens, for admit."""
+
+    key: str
+    rate: float
+    burst: int
+    cost: int = 1
+
+
+class Admission(msgspec.Struct, frozen=True):
+    """What admit found: whether the nonce was new, the stamp, and the bucket's answer."""
+
+    fresh: bool  # this call stored the nonce (False: it was already there, a replay)
+    stamp: bytes  # the value at the stamp key; b"" when there is none
+    # The token bucket's answer; None when no bucket was asked for or the nonce was not fresh
+    # (a replay takes no tokens).
+    bucket: TokenBucketResult | None = None
+
+
 class ListPush(msgspec.Struct, frozen=True):
     """One list_push_capped, for list_push_capped_many."""
 
@@ -30,6 +49,10 @@ class ListPush(msgspec.Struct, frozen=True):
 
 class Cache(Protocol):
     """Keys are namespaced by the implementation's prefix; callers pass bare keys."""
+
+    # Whether other processes (other instances, the CLI) see this cache's keys: Redis yes, the
+    # memory engine no. In-process caches of shared state check for changes more often without it.
+    shared: bool
 
     async def start(self) -> None:
         """Connect; raise BackendUnavailable if the service does not answer."""
@@ -53,6 +76,12 @@ class Cache(Protocol):
 
     async def take_tokens(self, key: str, rate: float, burst: int, cost: int = 1) -> TokenBucketResult:
         """Token bucket refilled at `rate`/s up to `burst`; atomic across callers."""
+
+    async def admit(
+        self, nonce_key: str, nonce_ttl: float, stamp_key: str, bucket: BucketTake | None = None
+    ) -> Admission:
+        """A signed request's cache work in one atomic round trip: set_if_absent(nonce_key), get
+        stamp_key, and, when the nonce was fresh and `bucket` is given, take_tokens on it."""
 
     async def list_push_capped(self, key: str, values: Sequence[bytes], max_len: int, ttl: float | None = None) -> None:
         """LPUSH each value in order (the last one ends at the head), then LTRIM to max_len."""

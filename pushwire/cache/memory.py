@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pushwire.cache.base import ListPush, TokenBucketResult
+from pushwire.cache.base import Admission, BucketTake, ListPush, TokenBucketResult
 
 # Longest TTL given to a token bucket key; past it the bucket restarts full (see take_tokens).
 MAX_BUCKET_TTL_MS = 30 * 24 * 3600 * 1000
@@ -78,6 +78,8 @@ class _Entry:
 
 
 class MemoryCache:
+    shared = False  # this process only
+
     def __init__(self, prefix: str = "pushwire:", *, sweep_interval: float = 1.0) -> None:
         self.prefix = prefix
         self._sweep_interval = sweep_interval
@@ -120,12 +122,7 @@ class MemoryCache:
         self._put(self.prefix + key, _bytes(value), ms)  # like SET: replaces any type, resets the TTL
 
     async def set_if_absent(self, key: str, value: bytes, ttl: float) -> bool:
-        ms = check_ttl(ttl)
-        k = self.prefix + key
-        if self._live(k) is not None:
-            return False
-        self._put(k, _bytes(value), ms)
-        return True
+        return self._set_if_absent(key, value, check_ttl(ttl))
 
     async def delete(self, *keys: str) -> None:
         for key in keys:
@@ -154,6 +151,29 @@ class MemoryCache:
 
     async def take_tokens(self, key: str, rate: float, burst: int, cost: int = 1) -> TokenBucketResult:
         check_bucket(rate, burst, cost)
+        return self._take(key, rate, burst, cost)
+
+    async def admit(
+        self, nonce_key: str, nonce_ttl: float, stamp_key: str, bucket: BucketTake | None = None
+    ) -> Admission:
+        ms = check_ttl(nonce_ttl)
+        if bucket is not None:
+            check_bucket(bucket.rate, bucket.burst, bucket.cost)
+        stamp_entry = self._live(self.prefix + stamp_key)
+        stamp = b"" if stamp_entry is None else _typed(stamp_entry, bytes)
+        if not self._set_if_absent(nonce_key, b"1", ms):
+            return Admission(fresh=False, stamp=stamp)
+        taken = None if bucket is None else self._take(bucket.key, bucket.rate, bucket.burst, bucket.cost)
+        return Admission(fresh=True, stamp=stamp, bucket=taken)
+
+    def _set_if_absent(self, key: str, value: bytes, ms: int) -> bool:
+        k = self.prefix + key
+        if self._live(k) is not None:
+            return False
+        self._put(k, _bytes(value), ms)
+        return True
+
+    def _take(self, key: str, rate: float, burst: int, cost: int) -> TokenBucketResult:
         k = self.prefix + key
         now = time.monotonic()
         entry = self._live(k, now)

@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from pushwire.cache.base import ListPush, TokenBucketResult
+from pushwire.cache.base import Admission, BucketTake, ListPush, TokenBucketResult
 from pushwire.cache.memory import MAX_BUCKET_TTL_MS, check_bucket, check_max_len, check_ttl
 from pushwire.errors import BackendUnavailable
 
@@ -32,48 +32,68 @@ MAX_CONNECTIONS = 64
 # clocks share one timeline (allowed before writes since Redis 5 replicates script effects,
 # the only mode in Redis 7). Floats go back as strings: Redis truncates Lua numbers to integers.
 # The key expires once the bucket would be full again, when forgetting it changes nothing.
-_TAKE_TOKENS = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local max_ttl = tonumber(ARGV[4])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
+_BUCKET_FN = """
+local function take(key, rate, burst, cost, max_ttl)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(state[1])
+  local ts = tonumber(state[2])
+  if tokens == nil or ts == nil then
+    tokens = burst
+    ts = now
+  end
+  if now > ts then
+    tokens = tokens + (now - ts) * rate
+    ts = now
+  end
+  tokens = math.min(tokens, burst)
+  local allowed = 0
+  local retry = 0
+  if tokens >= cost then
+    tokens = tokens - cost
+    allowed = 1
+  elseif cost > burst then
+    retry = math.huge
+  else
+    retry = (cost - tokens) / rate
+  end
+  local ttl = math.min(max_ttl, math.ceil((burst - tokens) / rate * 1000) + 1)
+  redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.17g', ts))
+  redis.call('PEXPIRE', key, ttl)
+  return {allowed, string.format('%.17g', tokens), string.format('%.17g', retry)}
 end
-if now > ts then
-  tokens = tokens + (now - ts) * rate
-  ts = now
-end
-tokens = math.min(tokens, burst)
-local allowed = 0
-local retry = 0
-if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
-elseif cost > burst then
-  retry = math.huge
-else
-  retry = (cost - tokens) / rate
-end
-local ttl = math.min(max_ttl, math.ceil((burst - tokens) / rate * 1000) + 1)
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.17g', ts))
-redis.call('PEXPIRE', KEYS[1], ttl)
-return {allowed, string.format('%.17g', tokens), string.format('%.17g', retry)}
 """
+_TAKE_TOKENS = (
+    _BUCKET_FN
+    + """
+return take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+"""
+)
+# admit: the nonce, the stamp and (for a fresh nonce) the bucket, atomically in one round trip.
+# A missing stamp reads as '' (a Lua false would end the reply array early).
+_ADMIT = (
+    _BUCKET_FN
+    + """
+local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1])
+local stamp = redis.call('GET', KEYS[2]) or ''
+if not fresh then return {0, stamp} end
+if #KEYS < 3 then return {1, stamp} end
+local r = take(KEYS[3], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+return {1, stamp, r[1], r[2], r[3]}
+"""
+)
 
 
 class RedisCache:
+    shared = True
+
     def __init__(self, url: str, prefix: str = "pushwire:") -> None:
         self.url = url
         self.prefix = prefix
         self._client: aioredis.Redis | None = None
         self._take: AsyncScript | None = None
+        self._admit: AsyncScript | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -106,6 +126,7 @@ class RedisCache:
             raise
         self._client = client
         self._take = client.register_script(_TAKE_TOKENS)
+        self._admit = client.register_script(_ADMIT)
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -164,6 +185,26 @@ class RedisCache:
                 keys=[self.prefix + key], args=[float(rate), burst, cost, MAX_BUCKET_TTL_MS], client=client
             )
         return TokenBucketResult(allowed=allowed == 1, remaining=float(remaining), retry_after=float(retry))
+
+    async def admit(
+        self, nonce_key: str, nonce_ttl: float, stamp_key: str, bucket: BucketTake | None = None
+    ) -> Admission:
+        px = check_ttl(nonce_ttl)
+        keys = [self.prefix + nonce_key, self.prefix + stamp_key]
+        args: list[float | int] = [px]
+        if bucket is not None:
+            check_bucket(bucket.rate, bucket.burst, bucket.cost)
+            keys.append(self.prefix + bucket.key)
+            args += [float(bucket.rate), bucket.burst, bucket.cost, MAX_BUCKET_TTL_MS]
+        client = self._redis()
+        assert self._admit is not None
+        with _translated():
+            reply = await self._admit(keys=keys, args=args, client=client)
+        fresh, stamp = reply[0] == 1, bytes(reply[1])
+        taken = None
+        if len(reply) == 5:
+            taken = TokenBucketResult(allowed=reply[2] == 1, remaining=float(reply[3]), retry_after=float(reply[4]))
+        return Admission(fresh=fresh, stamp=stamp, bucket=taken)
 
     # -- capped lists -----------------------------------------------------------------
 

@@ -13,11 +13,12 @@ import click
 import msgspec
 
 from pushwire.accounts.service import AccountService
+from pushwire.cache.base import Cache
 from pushwire.errors import BackendUnavailable, SettingsError
 from pushwire.registry.base import Registry
 from pushwire.settings import Settings, load_settings
 from pushwire.storage.database import Database
-from pushwire.tenants.changes import AppChange, registry_publisher
+from pushwire.tenants.changes import AppChange, cache_stamper, registry_publisher
 from pushwire.tenants.crypto import SecretBox
 from pushwire.tenants.service import Invalid, NotFound, TenancyService
 
@@ -74,16 +75,37 @@ async def record(
 
 
 class Announcer:
-    """Puts the service's change notices in the registry the running instances watch, so a key
-    revoked here closes its connections everywhere. Connects on the first notice only."""
+    """Restamps the app in the shared cache (cached server keys are reloaded on their next request)
+    and puts the service's change notices in the registry the running instances watch, so a key
+    revoked here is refused and closes its connections everywhere. Connects on the first notice."""
 
-    def __init__(self, registry_url: str) -> None:
+    def __init__(self, cache_url: str, registry_url: str) -> None:
+        self.cache_url = cache_url
         self.url = registry_url
+        self.cache: Cache | None = None
         self.registry: Registry | None = None
-        self.failed = False
+        self.failed: set[str] = set()
 
     async def __call__(self, change: AppChange) -> None:
-        if self.failed:
+        await self._stamp(change)
+        await self._publish(change)
+
+    async def _stamp(self, change: AppChange) -> None:
+        if "PUSHWIRE_CACHE_URL" in self.failed:
+            return
+        try:
+            if self.cache is None:
+                from pushwire.wiring import build_cache
+
+                cache = build_cache(self.cache_url)
+                await cache.start()
+                self.cache = cache
+            await cache_stamper(self.cache)(change)
+        except Exception as exc:  # noqa: BLE001 - committed anyway; instances reload keys within 30 s
+            self._warn("PUSHWIRE_CACHE_URL", "cache", exc)
+
+    async def _publish(self, change: AppChange) -> None:
+        if "PUSHWIRE_REGISTRY_URL" in self.failed:
             return
         try:
             if self.registry is None:
@@ -94,15 +116,19 @@ class Announcer:
                 self.registry = registry
             await registry_publisher(self.registry)(change)
         except Exception as exc:  # noqa: BLE001 - committed anyway; instances see it when their caches expire
-            self.failed = True
-            detail = exc.detail if isinstance(exc, BackendUnavailable) else str(exc) or type(exc).__name__
-            click.echo(
-                f"pushwire: warning: PUSHWIRE_REGISTRY_URL: registry unreachable ({detail}); "
-                "running instances apply this change within 30 s",
-                err=True,
-            )
+            self._warn("PUSHWIRE_REGISTRY_URL", "registry", exc)
+
+    def _warn(self, setting: str, what: str, exc: Exception) -> None:
+        self.failed.add(setting)
+        detail = exc.detail if isinstance(exc, BackendUnavailable) else str(exc) or type(exc).__name__
+        click.echo(
+            f"pushwire: warning: {setting}: {what} unreachable ({detail}); running instances apply this change within 30 s",
+            err=True,
+        )
 
     async def close(self) -> None:
+        if self.cache is not None:
+            await self.cache.close()
         if self.registry is not None:
             await self.registry.close()
 
@@ -110,7 +136,7 @@ class Announcer:
 @asynccontextmanager
 async def services(settings: Settings) -> AsyncIterator[Services]:
     db = Database(settings.database_url)
-    announcer = Announcer(settings.registry_url)
+    announcer = Announcer(settings.cache_url, settings.registry_url)
     try:
         await db.start()
         box = SecretBox(settings.secret_key)

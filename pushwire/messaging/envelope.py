@@ -36,6 +36,41 @@ class BusEnvelope(msgspec.Struct, frozen=True):
     replay_of: str | None = None
 
 
+class OutboxEnvelope(msgspec.Struct, frozen=True):
+    """A BusEnvelope whose message is already encoded: the same JSON, so the Publisher encodes a
+    message once and the relay reads a polled row's message bytes back without re-encoding."""
+
+    tenant_id: str
+    app_id: str
+    message: msgspec.Raw
+    traceparent: str | None = None
+    replay_of: str | None = None
+
+
+class MessageHead(msgspec.Struct, frozen=True):
+    """The fields of a ClientMessage the relay needs of a polled row (decoding skips the rest)."""
+
+    offset: int
+    epoch: str
+    id: str
+
+
+class Committed(msgspec.Struct, frozen=True):
+    """One committed outbox row, handed by the Publisher to its instance's relay after the commit."""
+
+    id: int  # outbox row id: commit order within the shard, and what the relay deletes
+    shard: int
+    tenant_id: str
+    app_id: str
+    channel: str
+    offset: int
+    epoch: str
+    message_id: str
+    payload: bytes  # the encoded bus envelope, as stored in the row
+    message: bytes  # the encoded ClientMessage (inside payload), for the hot history
+    traceparent: str | None
+
+
 class Delivery(msgspec.Struct, frozen=True):
     channel: str
     offset: int
@@ -57,4 +92,6 @@ def compact(data: bytes | msgspec.Raw) -> bytes:
 ENCODER = msgspec.json.Encoder()
 _ANY_DECODER = msgspec.json.Decoder()
 ENVELOPE_DECODER = msgspec.json.Decoder(BusEnvelope)
+OUTBOX_ENVELOPE_DECODER = msgspec.json.Decoder(OutboxEnvelope)
+MESSAGE_HEAD_DECODER = msgspec.json.Decoder(MessageHead)
 MESSAGE_DECODER = msgspec.json.Decoder(ClientMessage)

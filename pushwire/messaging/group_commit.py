@@ -2,7 +2,8 @@
 
 A transaction costs several round trips whatever it holds, so under load the push API commits
 what arrived while the previous transactions were in flight, up to MAX_BATCH per transaction and
-MAX_INFLIGHT transactions at once. An idle server commits a push at once (no added latency).
+MAX_INFLIGHT transactions at once (one on SQLite, which commits one writer at a time: a second
+transaction in flight would only wait for the lock, and its pushes are better in the next batch). An idle server commits a push at once (no added latency).
 Every caller still gets its 202 only after the commit that holds its message; a failed
 transaction fails every push in it, and none of them was published (one transaction).
 Each push keeps its own trace: the Publisher's observer reads every request's traceparent
@@ -25,10 +26,19 @@ _Item = tuple[PublishRequest, "asyncio.Future[PublishResult]"]
 
 
 class GroupCommit:
-    def __init__(self, publisher: Publisher, max_batch: int = MAX_BATCH, max_inflight: int = MAX_INFLIGHT) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        max_batch: int = MAX_BATCH,
+        max_inflight: int | None = None,
+        on_transaction: Callable[[int], None] | None = None,
+    ) -> None:
         self.publisher = publisher
         self.max_batch = max_batch
+        if max_inflight is None:
+            max_inflight = 1 if publisher.db.serial_writes else MAX_INFLIGHT
         self.max_inflight = max_inflight
+        self.on_transaction = on_transaction
         self._pending: dict[tuple[str, str], list[_Item]] = {}
         self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -67,6 +77,8 @@ class GroupCommit:
         self.transactions += 1
         if len(live) > 1:
             self.grouped += len(live)
+        if self.on_transaction is not None:
+            self.on_transaction(len(live))
         try:
             results = await self.publisher.publish_many(key[0], key[1], [req for req, _ in live])
         except Exception as exc:  # noqa: BLE001 - handed to every caller of this transaction

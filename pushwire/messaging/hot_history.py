@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pushwire.cache.base import Cache
+from pushwire.cache.base import Cache, ListPush
 
 HOT_HISTORY_TTL = 24 * 3600
 HEAD_SLACK = 16
@@ -36,6 +36,15 @@ class HotHistory:
         """Items in offset order; the newest ends at the head."""
         await self.cache.list_push_capped(
             hot_key(app_id, channel), [entry(o, j) for o, j in items], max_len, ttl=HOT_HISTORY_TTL
+        )
+
+    async def append_many(self, lists: Sequence[tuple[str, str, Sequence[tuple[int, bytes]], int]]) -> None:
+        """`append` for several channels, (app_id, channel, items, max_len) each, in one pipelined call."""
+        await self.cache.list_push_capped_many(
+            [
+                ListPush(hot_key(app_id, channel), [entry(o, j) for o, j in items], max_len, ttl=HOT_HISTORY_TTL)
+                for app_id, channel, items, max_len in lists
+            ]
         )
 
     async def page(self, app_id: str, channel: str, after: int, upto: int, top: int) -> list[bytes] | None:

@@ -4,6 +4,13 @@ The 202 of the push API is sent only after this commit, so an accepted message i
 Offsets come from `UPDATE channels SET top_offset = top_offset + n` under the row lock (MySQL's
 repeatable read would lose updates with a read-then-write). Channels are locked in sorted order
 so concurrent multi-channel pushes cannot deadlock.
+
+A transaction costs its round trips and SQLAlchemy's per-execute work more than its rows, so
+statements are built once (their compiled form is then cached) and each kind of row goes in one
+executemany (one multi-row INSERT on both drivers): without idempotency keys a transaction is
+the channel bump (with RETURNING where the database has it), the messages, the outbox rows and
+the commit. The committed outbox rows are then handed to this instance's relay (`handoff`), so
+it publishes them without reading them back.
 """
 
 from __future__ import annotations
@@ -11,25 +18,48 @@ from __future__ import annotations
 import datetime as dt
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushwire import ids
 from pushwire.errors import BackendUnavailable
-from pushwire.messaging.envelope import ENCODER, BusEnvelope, ClientMessage, Delivery, rfc3339
+from pushwire.messaging.envelope import ENCODER, ClientMessage, Committed, Delivery, OutboxEnvelope, rfc3339
 from pushwire.messaging.epochs import EpochSeed
 from pushwire.storage.database import Database
-from pushwire.storage.dialect import insert_ignore, rowcount, table_of, upsert_add, utcnow
+from pushwire.storage.dialect import insert_ignore, rowcount, table_of, upsert, upsert_params, utcnow
 from pushwire.storage.models import Channel, IdempotencyRecord, Message, OutboxEntry
 
 OUTBOX_SHARDS = 16
 DEADLOCK_RETRIES = 5
 IDEMPOTENCY_WINDOW = dt.timedelta(hours=24)
+
+_CHANNELS = table_of(Channel)
+_MESSAGES = table_of(Message)
+_OUTBOX = table_of(OutboxEntry)
+_KEYS = table_of(IdempotencyRecord)
+
+# Dialect-neutral statements, built once; executed with a list of rows they are one executemany.
+_INSERT_MESSAGES = _MESSAGES.insert()
+_INSERT_OUTBOX = _OUTBOX.insert()
+# (channel, offset) places each returned id: RETURNING's row order is not promised.
+_INSERT_OUTBOX_IDS = _OUTBOX.insert().returning(_OUTBOX.c.id, _OUTBOX.c.channel, _OUTBOX.c.offset)
+_READ_TOPS = sa.select(_CHANNELS.c.name, _CHANNELS.c.top_offset, _CHANNELS.c.epoch).where(
+    _CHANNELS.c.app_id == sa.bindparam("app_id"), _CHANNELS.c.name.in_(sa.bindparam("names", expanding=True))
+)
+_READ_KEYS = sa.select(_KEYS.c.key, _KEYS.c.message_id, _KEYS.c.result, _KEYS.c.created_at).where(
+    _KEYS.c.app_id == sa.bindparam("app_id"), _KEYS.c.key.in_(sa.bindparam("keys", expanding=True))
+)
+_RENEW_KEY = (
+    _KEYS.update()
+    .where(_KEYS.c.app_id == sa.bindparam("w_app"), _KEYS.c.key == sa.bindparam("w_key"))
+    .values(message_id=sa.bindparam("w_message"), created_at=sa.bindparam("w_at"))
+)
 
 
 class PublishRequest(msgspec.Struct, frozen=True):
@@ -74,12 +104,33 @@ class PublishObserver(Protocol):
     def transaction(self, tenant_id: str, app_id: str, requests: Sequence[PublishRequest]) -> CommitWatch | None: ...
 
 
+_CLAIM_KEY = insert_ignore(_KEYS, "")
+_BUMP_COLUMNS = ("app_id", "name", "epoch", "top_offset", "created_at")
+_KEY_COLUMNS = ("app_id", "key", "message_id", "result", "created_at")
+
+
+def _bump_statement(dialect: Dialect, rows: int) -> sa.Executable:
+    # On a conflict RETURNING answers the row as updated: the bump and its read-back in one trip.
+    returning = ("name", "top_offset", "epoch") if dialect.insert_returning else ()
+    return upsert(dialect, _CHANNELS, _BUMP_COLUMNS, ("app_id", "name"), rows, add=("top_offset",), returning=returning)
+
+
 class Publisher:
-    def __init__(self, db: Database, epochs: EpochSeed, *, observer: PublishObserver | None = None) -> None:
-        """`observer` watches each transaction (Runtime passes `tracing.commits`); None: nothing does."""
+    def __init__(
+        self,
+        db: Database,
+        epochs: EpochSeed,
+        *,
+        observer: PublishObserver | None = None,
+        handoff: Callable[[list[Committed]], None] | None = None,
+    ) -> None:
+        """`observer` watches each transaction (Runtime passes `tracing.commits`); None: nothing does.
+        `handoff` receives each transaction's outbox rows after its commit (Runtime: the relay's);
+        it is not called where the database cannot return the rows' ids (MySQL: the relay polls)."""
         self.db = db
         self.epochs = epochs
         self.observer = observer
+        self.handoff = handoff
 
     async def publish(self, tenant_id: str, app_id: str, request: PublishRequest) -> PublishResult:
         return (await self.publish_many(tenant_id, app_id, [request]))[0]
@@ -105,8 +156,8 @@ class Publisher:
         for attempt in range(DEADLOCK_RETRIES):
             try:
                 # Core on a bare connection: the ORM's unit of work costs more than the SQL here.
-                async with self.db.engine.begin() as conn:
-                    return await self._publish(conn, tenant_id, app_id, requests, traceparent)
+                async with self.db.writing() as conn:
+                    results, committed = await self._publish(conn, tenant_id, app_id, requests, traceparent)
             except (OperationalError, DBAPIError, OSError) as exc:
                 # A deadlock rolled the whole transaction back, so retrying cannot double-publish.
                 if _is_deadlock(exc) and attempt + 1 < DEADLOCK_RETRIES:
@@ -114,60 +165,82 @@ class Publisher:
                 if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not _is_unavailable(exc):
                     raise
                 raise BackendUnavailable("database", str(exc).splitlines()[0][:200]) from None
+            if committed and self.handoff is not None:
+                self.handoff(committed)
+            return results
         raise AssertionError("unreachable")
 
     async def _publish(
         self,
-        s: AsyncConnection,
+        conn: AsyncConnection,
         tenant_id: str,
         app_id: str,
         requests: Sequence[PublishRequest],
         traceparent: str | None = None,
-    ) -> list[PublishResult]:
-        """`traceparent` (the db.commit span's) stands in for requests that carry none (replays)."""
+    ) -> tuple[list[PublishResult], list[Committed]]:
+        """`traceparent` (the db.commit span's) stands in for requests that carry none (replays).
+
+        Returns the results in request order and the outbox rows to hand off (none without ids)."""
         now = utcnow()
         results: list[PublishResult | None] = [None] * len(requests)
-        fresh: list[tuple[int, str]] = []  # (index, message id) of requests that publish
-        keys_in_batch: dict[str, int] = {}  # a key repeated inside one batch: later ones copy the first
+        first_of_key: dict[str, int] = {}  # a key repeated inside one batch: later ones copy the first
         repeats: list[tuple[int, int]] = []
-
+        message_ids = [ids.message_id() for _ in requests]
         for i, req in enumerate(requests):
-            msg_id = ids.message_id()
-            if req.idempotency_key is not None and req.idempotency_key in keys_in_batch:
-                repeats.append((i, keys_in_batch[req.idempotency_key]))
+            if req.idempotency_key is None:
                 continue
-            if req.idempotency_key is not None:
-                keys_in_batch[req.idempotency_key] = i
-                previous = await self._claim_key(s, app_id, req.idempotency_key, msg_id, now)
-                if previous is not None:
-                    results[i] = previous
-                    continue
-            fresh.append((i, msg_id))
+            if req.idempotency_key in first_of_key:
+                repeats.append((i, first_of_key[req.idempotency_key]))
+            else:
+                first_of_key[req.idempotency_key] = i
+        if first_of_key:
+            for key, previous in (await self._claim_keys(conn, app_id, first_of_key, message_ids, now)).items():
+                results[first_of_key[key]] = previous
+        repeated = {i for i, _ in repeats}
+        fresh = [i for i in range(len(requests)) if results[i] is None and i not in repeated]
 
         # Offsets: count per channel, bump each channel once, hand out the range in request order.
         per_channel: dict[str, int] = defaultdict(int)
-        for i, _ in fresh:
+        for i in fresh:
             for ch in requests[i].channels:
                 per_channel[ch] += 1
         next_offset: dict[str, tuple[int, str]] = {}
         if per_channel:
-            tops = await self._bump(s, app_id, per_channel, now)
+            tops = await self._bump(conn, app_id, per_channel, now)
             for ch, n in per_channel.items():
                 top, epoch = tops[ch]
                 next_offset[ch] = (top - n + 1, epoch)
 
         ts = rfc3339(now)
-        message_rows, outbox_rows = [], []
-        for i, msg_id in fresh:
-            req = requests[i]
+        message_rows: list[dict[str, Any]] = []
+        outbox_rows: list[dict[str, Any]] = []
+        staged: list[Committed] = []
+        key_results: list[dict[str, Any]] = []
+        for i in fresh:
+            req, msg_id = requests[i], message_ids[i]
+            data = bytes(req.data).decode()
+            trace = req.traceparent or traceparent
             deliveries = []
             for ch in req.channels:
                 offset, epoch = next_offset[ch]
                 next_offset[ch] = (offset + 1, epoch)
                 deliveries.append(Delivery(channel=ch, offset=offset, epoch=epoch))
-                message = ClientMessage(
-                    channel=ch, offset=offset, epoch=epoch, id=msg_id, event=req.event, data=req.data, ts=ts
+                # Encoded once: these bytes are the hot-history entry and, inside the envelope, the record.
+                message = ENCODER.encode(
+                    ClientMessage(
+                        channel=ch, offset=offset, epoch=epoch, id=msg_id, event=req.event, data=req.data, ts=ts
+                    )
                 )
+                payload = ENCODER.encode(
+                    OutboxEnvelope(
+                        tenant_id=tenant_id,
+                        app_id=app_id,
+                        message=msgspec.Raw(message),
+                        traceparent=trace,
+                        replay_of=req.replay_of,
+                    )
+                )
+                shard = outbox_shard(ch)
                 message_rows.append(
                     {
                         "message_id": msg_id,
@@ -175,76 +248,91 @@ class Publisher:
                         "channel": ch,
                         "offset": offset,
                         "event": req.event,
-                        "data": bytes(req.data).decode(),
+                        "data": data,
                         "idempotency_key": req.idempotency_key,
                         "replay_of": req.replay_of,
                         "created_at": now,
                     }
                 )
-                envelope = BusEnvelope(
-                    tenant_id=tenant_id,
-                    app_id=app_id,
-                    message=message,
-                    traceparent=req.traceparent or traceparent,
-                    replay_of=req.replay_of,
-                )
                 outbox_rows.append(
                     {
                         "tenant_id": tenant_id,
                         "app_id": app_id,
-                        "shard": outbox_shard(ch),
+                        "shard": shard,
                         "channel": ch,
                         "offset": offset,
-                        "payload": ENCODER.encode(envelope),
+                        "payload": payload,
                         "created_at": now,
                     }
                 )
+                staged.append(
+                    Committed(0, shard, tenant_id, app_id, ch, offset, epoch, msg_id, payload, message, trace)
+                )
             results[i] = PublishResult(id=msg_id, deliveries=deliveries)
             if req.idempotency_key is not None:
-                idem = table_of(IdempotencyRecord)
-                await s.execute(
-                    idem.update()
-                    .where(idem.c.app_id == app_id, idem.c.key == req.idempotency_key)
-                    .values(result=msgspec.to_builtins(_IdemResult(id=msg_id, deliveries=deliveries)))
+                key_results.append(
+                    {
+                        "app_id": app_id,
+                        "key": req.idempotency_key,
+                        "message_id": msg_id,
+                        "result": msgspec.to_builtins(_IdemResult(id=msg_id, deliveries=deliveries)),
+                        "created_at": now,
+                    }
                 )
         for i, first in repeats:
             earlier = results[first]
             assert earlier is not None
             results[i] = PublishResult(id=earlier.id, deliveries=earlier.deliveries, duplicate=True)
+        committed: list[Committed] = []
         if message_rows:
-            await s.execute(table_of(Message).insert(), message_rows)
-            await s.execute(table_of(OutboxEntry).insert(), outbox_rows)
-        return [r for r in results if r is not None]
+            await conn.execute(_INSERT_MESSAGES, message_rows)
+            # MariaDB ≥ 10.5 and SQLite ≥ 3.35 return the ids; on MySQL the relay polls the rows.
+            if conn.dialect.insert_returning:
+                placed = {(ch, off): row_id for row_id, ch, off in await conn.execute(_INSERT_OUTBOX_IDS, outbox_rows)}
+                committed = [msgspec.structs.replace(c, id=int(placed[(c.channel, c.offset)])) for c in staged]
+            else:
+                await conn.execute(_INSERT_OUTBOX, outbox_rows)
+        if key_results:
+            # Rows claimed above: one upsert stores every first 202 body.
+            statement = upsert(
+                conn.dialect, _KEYS, _KEY_COLUMNS, ("app_id", "key"), len(key_results), assign=("result",)
+            )
+            await conn.execute(statement, upsert_params(_KEY_COLUMNS, key_results))
+        return [r for r in results if r is not None], committed
 
-    async def _claim_key(
-        self, s: AsyncConnection, app_id: str, key: str, msg_id: str, now: dt.datetime
-    ) -> PublishResult | None:
-        """Claim an idempotency key; on a live earlier claim return its result instead."""
-        table = table_of(IdempotencyRecord)
-        inserted = await s.execute(
-            insert_ignore(table, self.db.dialect).values(
-                app_id=app_id, key=key, message_id=msg_id, result={}, created_at=now
-            )
-        )
-        if rowcount(inserted) == 1:
-            return None
-        row = (
-            await s.execute(
-                sa.select(table.c.result, table.c.created_at).where(table.c.app_id == app_id, table.c.key == key)
-            )
-        ).one()
-        if now - row.created_at > IDEMPOTENCY_WINDOW:
-            await s.execute(
-                table.update()
-                .where(table.c.app_id == app_id, table.c.key == key)
-                .values(message_id=msg_id, result={}, created_at=now)
-            )
-            return None
-        first = msgspec.convert(row.result, _IdemResult)
-        return PublishResult(id=first.id, deliveries=first.deliveries, duplicate=True)
+    async def _claim_keys(
+        self,
+        conn: AsyncConnection,
+        app_id: str,
+        first_of_key: dict[str, int],
+        message_ids: list[str],
+        now: dt.datetime,
+    ) -> dict[str, PublishResult]:
+        """Claim the idempotency keys; return the earlier result of each key whose claim is live."""
+        claims = [
+            {"app_id": app_id, "key": key, "message_id": message_ids[i], "result": {}, "created_at": now}
+            for key, i in sorted(first_of_key.items())  # key order: concurrent claims lock alike
+        ]
+        if len(claims) == 1:
+            if rowcount(await conn.execute(_CLAIM_KEY, claims[0])) == 1:
+                return {}
+        else:
+            await conn.execute(_CLAIM_KEY, claims)  # a multi-row rowcount is not reliable on every driver
+        earlier: dict[str, PublishResult] = {}
+        found = await conn.execute(_READ_KEYS, {"app_id": app_id, "keys": [c["key"] for c in claims]})
+        for key, message_id, result, created_at in found:
+            mine = message_ids[first_of_key[key]]
+            if message_id == mine:
+                continue
+            if now - created_at > IDEMPOTENCY_WINDOW:
+                await conn.execute(_RENEW_KEY, {"w_app": app_id, "w_key": key, "w_message": mine, "w_at": now})
+                continue
+            first = msgspec.convert(result, _IdemResult)
+            earlier[key] = PublishResult(id=first.id, deliveries=first.deliveries, duplicate=True)
+        return earlier
 
     async def _bump(
-        self, s: AsyncConnection, app_id: str, counts: dict[str, int], now: dt.datetime
+        self, conn: AsyncConnection, app_id: str, counts: dict[str, int], now: dt.datetime
     ) -> dict[str, tuple[int, str]]:
         """Add `counts[channel]` to each channel's top offset in one statement; return (top, epoch).
 
@@ -262,11 +350,9 @@ class Publisher:
             }
             for ch in names
         ]
-        await s.execute(upsert_add(table_of(Channel), rows, ["app_id", "name"], "top_offset", self.db.dialect))
-        ch = table_of(Channel)
-        result = await s.execute(
-            sa.select(ch.c.name, ch.c.top_offset, ch.c.epoch).where(ch.c.app_id == app_id, ch.c.name.in_(names))
-        )
+        result = await conn.execute(_bump_statement(conn.dialect, len(rows)), upsert_params(_BUMP_COLUMNS, rows))
+        if not conn.dialect.insert_returning:
+            result = await conn.execute(_READ_TOPS, {"app_id": app_id, "names": names})
         return {name: (int(top), str(epoch)) for name, top, epoch in result}
 
 

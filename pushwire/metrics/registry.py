@@ -18,6 +18,8 @@ Labels = tuple[str, ...]
 
 # Delivery latency buckets (seconds): push accepted → frame queued to a socket.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Pushes per group-commit transaction: 1 when idle, up to the group's batch cap (100) under load.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 100)
 
 
 def _escape(value: str) -> str:
@@ -128,6 +130,11 @@ class Metrics:
         self.delivery_latency = Histogram(
             "pushwire_delivery_latency_seconds", "Push accepted → frame queued to a local connection."
         )
+        self.push_transactions = Histogram(
+            "pushwire_push_transaction_pushes",
+            "Single pushes per publish transaction (group commit); _count is transactions, _sum pushes.",
+            BATCH_BUCKETS,
+        )
         self.gauges: list[Gauge] = []
         # Awaited before each scrape: async sources (a database count) refresh what gauges read.
         self.refreshers: dict[str, Callable[[], Awaitable[object]]] = {}
@@ -142,6 +149,9 @@ class Metrics:
         self.messages_out.inc(app_id, n=n)
         if latency_s is not None:
             self.delivery_latency.observe(max(0.0, latency_s), n)
+
+    def push_transaction(self, pushes: int) -> None:
+        self.push_transactions.observe(pushes)
 
     def error(self, code: str) -> None:
         self.errors.inc(code)
@@ -173,6 +183,7 @@ class Metrics:
             self.messages_out,
             self.errors,
             self.delivery_latency,
+            self.push_transactions,
             *self.gauges,
         ]
         for metric in metrics:

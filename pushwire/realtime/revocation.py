@@ -2,7 +2,7 @@
 
 The tenancy service announces changes (tenants/changes.py) under `changes/apps/<app_id>` in the
 registry; each instance watches that prefix and, for the app named: forgets its cached client
-keys (so a revoked key is refused at once, not after the cache's TTL), then re-checks every open
+and server keys (so a revoked key is refused at once, not after the cache's TTL), then re-checks every open
 session of the app and closes those refused with 4001 (get a new token before reconnecting).
 Not a hot path: it runs once per change, with one key load per (app, kid) in use here.
 """
@@ -10,6 +10,7 @@ Not a hot path: it runs once per change, with one key load per (app, kid) in use
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -23,10 +24,18 @@ log = logging.getLogger(__name__)
 
 
 class Revocation:
-    def __init__(self, registry: Registry, hub: Hub, tokens: ClientTokenVerifier) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        hub: Hub,
+        tokens: ClientTokenVerifier,
+        forget: Sequence[Callable[[str], None]] = (),
+    ) -> None:
         self.registry = registry
         self.hub = hub
         self.tokens = tokens
+        # Other in-process caches of the app's credentials (the server keys of the push API).
+        self.forget = tuple(forget)
         self.publish = registry_publisher(registry)
         self.applied = 0  # notices handled (tests and the logs)
         self.closed = 0  # sessions closed because of them
@@ -53,6 +62,8 @@ class Revocation:
     async def apply(self, change: AppChange) -> int:
         """Forget the app's cached keys and close its sessions that are no longer authorised."""
         self.tokens.invalidate(change.app_id)
+        for forget in self.forget:
+            forget(change.app_id)
         closed = 0
         for session in [s for s in self.hub.sessions.values() if s.app_id == change.app_id]:
             if session.closing is not None:

@@ -7,10 +7,11 @@ Column types with per-dialect variants, engine options, and statements whose SQL
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 
 
@@ -80,7 +81,8 @@ def is_sqlite(url: str) -> bool:
 
 def engine_options(url: str) -> dict[str, Any]:
     if is_sqlite(url):
-        # One writer at a time; a busy timeout queues writers instead of failing them.
+        # Writers of this process queue on Database's write lock; the busy timeout covers the
+        # others (CLI commands, a second process) instead of failing them.
         return {"connect_args": {"timeout": 30}}
     return {
         "pool_size": 20,
@@ -94,24 +96,59 @@ def engine_options(url: str) -> dict[str, Any]:
     }
 
 
-def insert_ignore(table: sa.Table, dialect_name: str) -> Any:
-    """INSERT that silently keeps the existing row on a unique-key conflict."""
-    if dialect_name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    return mysql.insert(table).prefix_with("IGNORE")
+def insert_ignore(table: sa.Table, dialect_name: str) -> sa.Insert:
+    """INSERT that silently keeps the existing row on a unique-key conflict.
 
-
-def upsert_add(table: sa.Table, rows: list[dict[str, Any]], key: list[str], column: str, dialect_name: str) -> Any:
-    """Multi-row INSERT that, on a key conflict, adds the row's `column` value to the stored one.
-
-    One statement bumps any number of counters (channel offsets) under exclusive row locks,
-    instead of an UPDATE/INSERT/UPDATE per row.
+    A standard Insert with per-dialect prefixes, not the dialects' own insert constructs:
+    SQLAlchemy caches the compiled form of this one, and recompiles those on every execution.
     """
-    if dialect_name == "sqlite":
-        lite = sqlite.insert(table).values(rows)
-        return lite.on_conflict_do_update(index_elements=key, set_={column: table.c[column] + lite.excluded[column]})
-    my = mysql.insert(table).values(rows)
-    return my.on_duplicate_key_update({column: table.c[column] + my.inserted[column]})
+    del dialect_name  # the prefixes pick the dialect at compile time
+    ignore = sa.insert(table).prefix_with("OR IGNORE", dialect="sqlite")
+    return ignore.prefix_with("IGNORE", dialect="mysql").prefix_with("IGNORE", dialect="mariadb")
+
+
+@functools.lru_cache(maxsize=512)
+def upsert(
+    dialect: Dialect,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    key: tuple[str, ...],
+    rows: int,
+    *,
+    add: tuple[str, ...] = (),
+    assign: tuple[str, ...] = (),
+    returning: tuple[str, ...] = (),
+) -> sa.Executable:
+    """A multi-row INSERT of `rows` rows (bind `<column>_<i>` for row i) that, on a `key` conflict,
+    adds the row's `add` columns to the stored ones and overwrites its `assign` columns; with
+    `returning`, it answers those columns of each row as stored (MariaDB ≥ 10.5, SQLite ≥ 3.35).
+
+    Text built once per shape: the dialects' upsert constructs are recompiled on every execution
+    (SQLAlchemy has no cache key for them), which costs more than the round trip. One statement
+    bumps any number of counters (channel offsets) under exclusive row locks, rows in the given order.
+    """
+    q = dialect.identifier_preparer.quote
+    name = q(table.name)
+    values = ", ".join("(" + ", ".join(f":{c}_{i}" for c in columns) + ")" for i in range(rows))
+    if dialect.name == "sqlite":
+        sets = [f"{q(c)} = {name}.{q(c)} + excluded.{q(c)}" for c in add]
+        sets += [f"{q(c)} = excluded.{q(c)}" for c in assign]
+        conflict = f"ON CONFLICT ({', '.join(q(k) for k in key)}) DO UPDATE SET {', '.join(sets)}"
+    else:
+        sets = [f"{q(c)} = {q(c)} + VALUES({q(c)})" for c in add]
+        sets += [f"{q(c)} = VALUES({q(c)})" for c in assign]
+        conflict = f"ON DUPLICATE KEY UPDATE {', '.join(sets)}"
+    sql = f"INSERT INTO {name} ({', '.join(q(c) for c in columns)}) VALUES {values} {conflict}"
+    if returning:
+        sql += f" RETURNING {', '.join(q(c) for c in returning)}"
+    binds = [sa.bindparam(f"{c}_{i}", type_=table.c[c].type) for i in range(rows) for c in columns]
+    statement = sa.text(sql).bindparams(*binds)
+    return statement.columns(*(table.c[c] for c in returning)) if returning else statement
+
+
+def upsert_params(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The bind values of `upsert` for these rows."""
+    return {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in columns}
 
 
 def on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -17,11 +17,16 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 if TYPE_CHECKING:
+    from pushwire.cache.base import Cache
     from pushwire.registry.base import Registry
 
 log = logging.getLogger(__name__)
 
 PREFIX = "changes/apps/"
+# The app's stamp in the shared cache (tenants/key_cache.py): rewritten on every change, read by
+# every signed request with its nonce. Kept a week: a stamp that expired reads as b"", which also
+# makes every instance reload the app's keys once.
+STAMP_TTL = 7 * 86_400.0
 
 ChangeKind = Literal["client_key.revoke", "server_key.revoke", "app.update", "tenant.update"]
 
@@ -46,6 +51,36 @@ def encode(change: AppChange) -> bytes:
 def decode(raw: bytes) -> AppChange:
     """Raises msgspec.ValidationError / DecodeError on anything that is not a notice."""
     return _decoder.decode(raw)
+
+
+def stamp_key(app_id: str) -> str:
+    return f"authstamp:{app_id}"
+
+
+def cache_stamper(cache: Cache) -> ChangeObserver:
+    """An observer that gives the app a new stamp, so cached server keys are reloaded everywhere
+    on their next request (before the registry notice reaches the other instances)."""
+
+    async def stamp(change: AppChange) -> None:
+        await cache.set(stamp_key(change.app_id), change.id.encode(), ttl=STAMP_TTL)
+
+    return stamp
+
+
+def announcer(*observers: ChangeObserver) -> ChangeObserver:
+    """Tell each observer in turn; the first failure is raised after the others were told."""
+
+    async def announce(change: AppChange) -> None:
+        failure: Exception | None = None
+        for observer in observers:
+            try:
+                await observer(change)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the others
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    return announce
 
 
 def registry_publisher(registry: Registry) -> ChangeObserver:

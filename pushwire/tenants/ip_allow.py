@@ -44,9 +44,14 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[Net
     return direct
 
 
-def ip_allowed(addr: Address | None, allow: Sequence[str]) -> bool:
+def networks(cidrs: Sequence[str]) -> tuple[Network, ...]:
+    """A key's allow-list, parsed once (it is cached with the key)."""
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+
+def ip_allowed(addr: Address | None, allow: Sequence[Network]) -> bool:
     if not allow:
         return True
     if addr is None:
         return False
-    return any(addr in ipaddress.ip_network(cidr, strict=False) for cidr in allow)
+    return any(addr in net for net in allow)

@@ -1,8 +1,11 @@
 """client.ack spans: an ack (app, channel, offset) joins the trace of the message at that offset.
 
 The router remembers the deliveries it traced in a bounded local map, so an ack on the
-instance that delivered (the WebSocket case) costs no I/O; otherwise the shared store is asked
-(one GET) — skipped when the sample ratio is 0, where only forced (console) traces exist.
+instance that delivered costs no I/O. A WebSocket ack comes from a connection this instance's
+router delivered to, so the local map is all it asks: with most messages unsampled, a miss is the
+common case and must not cost a cache round trip. An HTTP ack (long-poll/SSE) may reach another
+instance than the one that delivered: on a miss it asks the shared store (one GET) — skipped when
+the sample ratio is 0, where only forced (console) traces exist.
 """
 
 from __future__ import annotations
@@ -39,9 +42,9 @@ class AckTracer:
             self._local.popitem(last=False)
         self.store.add_ref(app_id, channel, offset, ref)
 
-    async def find(self, app_id: str, channel: str, offset: int) -> TraceRef | None:
+    async def find(self, app_id: str, channel: str, offset: int, *, shared: bool) -> TraceRef | None:
         ref = self._local.get((app_id, channel, offset))
-        if ref is None and self.shared_lookup:
+        if ref is None and shared and self.shared_lookup:
             try:
                 ref = await self.store.ref(app_id, channel, offset)
             except BackendUnavailable:
@@ -53,7 +56,7 @@ class AckTracer:
     ) -> None:
         """Record a client.ack span from start_ns to now, if the acked message was traced."""
         try:
-            ref = await self.find(app_id, channel, offset)
+            ref = await self.find(app_id, channel, offset, shared=transport != "ws")
         except Exception:
             log.debug("trace lookup for an ack failed", exc_info=True)
             return

@@ -9,7 +9,7 @@ Group commit puts several single pushes — several traces — in one transactio
   - each sampled push gets its own db.commit span, child of its push span, over the same interval,
     with `commit.messages` and a link to the shared span (its id also in `commit.trace_id/span_id`);
   - each message is indexed under its own trace, so its waterfall holds its own chain.
-Unsampled pushes in the transaction get no span and no index entry.
+Unsampled pushes in the transaction (no traceparent) get no span and no index entry.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 
 from pushwire.tracing.context import context_from, forced_context, format_traceparent, is_sampled, parse_traceparent
 from pushwire.tracing.index import index_publish
+from pushwire.tracing.sampling import draw
 from pushwire.tracing.store import SpanStore
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ class _Member:
 
 
 class CommitWatch:
-    """Spans of one transaction; `traceparent` stands in for requests that carry none."""
+    """Spans of one transaction; `traceparent` stands in for requests that carry none — set only
+    when replays are traced here, so an unsampled push keeps no traceparent."""
 
     __slots__ = ("app_id", "members", "requests", "shared", "store", "traceparent")
 
@@ -51,13 +53,15 @@ class CommitWatch:
         requests: Sequence[PublishRequest],
         shared: Span,
         members: list[_Member],
+        *,
+        stand_in: bool,
     ) -> None:
         self.store = store
         self.app_id = app_id
         self.requests = requests
         self.shared = shared
         self.members = members
-        self.traceparent: str | None = format_traceparent(shared.get_span_context())
+        self.traceparent: str | None = format_traceparent(shared.get_span_context()) if stand_in else None
 
     def committed(self, results: Sequence[PublishResult]) -> None:
         now = time.time_ns()
@@ -91,45 +95,58 @@ class CommitWatch:
 
 
 class CommitTracer:
-    """Implements messaging.publish.PublishObserver (the core calls it; it never imports us)."""
+    """Implements messaging.publish.PublishObserver (the core calls it; it never imports us).
 
-    def __init__(self, tracer: Tracer, store: SpanStore) -> None:
+    A request's traceparent says whether it is traced: sampled, it names the push span; absent on a
+    push, the push was not sampled. Only a replay (no push span) starts its trace here, drawn
+    against our ratio. A transaction with nothing traced costs a scan of its requests."""
+
+    def __init__(self, tracer: Tracer, store: SpanStore, ratio: float) -> None:
         self.tracer = tracer
         self.store = store
+        self.ratio = ratio
 
     def transaction(self, tenant_id: str, app_id: str, requests: Sequence[PublishRequest]) -> CommitWatch | None:
-        traces: dict[str | None, list[int]] = {}
+        traces: dict[str, list[int]] = {}  # a sampled push span's traceparent → its requests
+        replays: list[int] = []
         for i, req in enumerate(requests):
-            traces.setdefault(req.traceparent, []).append(i)
+            if req.traceparent is not None:
+                if is_sampled(req.traceparent):
+                    traces.setdefault(req.traceparent, []).append(i)
+            elif req.replay_of is not None:
+                replays.append(i)
+        if replays and not draw(self.ratio):
+            replays = []
+        if not traces and not replays:
+            return None  # nothing in it is traced: no span, no index entry
         attrs: dict[str, str | int] = {"app_id": app_id, "tenant_id": tenant_id, "messages": len(requests)}
         start = time.time_ns()
-        if len(traces) == 1:
+        if len(traces) == 1 and not replays:
             [(parent, indices)] = traces.items()
             span = self._span(context_from(parent), attrs, start)
-            if not span.is_recording():
+            if not span.is_recording():  # a malformed parent: the sampler dropped it
                 return None
-            return CommitWatch(self.store, app_id, requests, span, [_Member(span, indices)])
-        return self._grouped(tenant_id, app_id, requests, traces, attrs, start)
+            return CommitWatch(self.store, app_id, requests, span, [_Member(span, indices)], stand_in=False)
+        if not traces:  # replays only: their trace starts at this db.commit
+            span = self._span(forced_context(), attrs, start)
+            return CommitWatch(self.store, app_id, requests, span, [_Member(span, replays)], stand_in=True)
+        return self._grouped(tenant_id, app_id, requests, traces, replays, attrs, start)
 
     def _grouped(
         self,
         tenant_id: str,
         app_id: str,
         requests: Sequence[PublishRequest],
-        traces: dict[str | None, list[int]],
+        traces: dict[str, list[int]],
+        replays: list[int],
         attrs: dict[str, str | int],
         start: int,
-    ) -> CommitWatch | None:
-        sampled = {tp: ix for tp, ix in traces.items() if tp is not None and is_sampled(tp)}
-        if not sampled and None not in traces:
-            return None  # every push in it was left unsampled: so is their transaction
-        links = [Link(ctx) for tp in sampled if (ctx := parse_traceparent(tp)) is not None]
-        # Forced when a member is traced (its link must resolve); else our ratio, as for any root.
+    ) -> CommitWatch:
+        links = [Link(ctx) for tp in traces if (ctx := parse_traceparent(tp)) is not None]
+        # Forced: a member is traced, and its link must resolve.
         shared = self._span(
-            forced_context() if sampled else Context(), {**attrs, "commit.traces": len(traces)}, start, links
+            forced_context(), {**attrs, "commit.traces": len(traces) + (1 if replays else 0)}, start, links
         )
-        if not shared.is_recording():
-            return None
         ctx = shared.get_span_context()
         members = [
             _Member(
@@ -148,11 +165,11 @@ class CommitTracer:
                 ),
                 ix,
             )
-            for tp, ix in sampled.items()
+            for tp, ix in traces.items()
         ]
-        if None in traces:  # requests without a trace of their own belong to the shared one
-            members.append(_Member(shared, traces[None]))
-        return CommitWatch(self.store, app_id, requests, shared, members)
+        if replays:  # requests without a push span of their own belong to the shared trace
+            members.append(_Member(shared, replays))
+        return CommitWatch(self.store, app_id, requests, shared, members, stand_in=bool(replays))
 
     def _span(self, context: Context, attrs: dict[str, str | int], start: int, links: list[Link] | None = None) -> Span:
         return self.tracer.start_span(

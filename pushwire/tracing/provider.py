@@ -4,61 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 
-from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import (
-    Decision,
-    ParentBased,
-    Sampler,
-    SamplingResult,
-    TraceIdRatioBased,
-)
-from opentelemetry.trace import Link, SpanKind, Tracer
-from opentelemetry.util.types import Attributes
+from opentelemetry.trace import Tracer
 
 from pushwire import __version__
 from pushwire.cache.base import Cache
 from pushwire.settings import Settings
 from pushwire.tracing.acks import AckTracer
 from pushwire.tracing.commit import CommitTracer
-from pushwire.tracing.context import FORCE_SAMPLE
 from pushwire.tracing.context import forced_context as forced_context  # re-exported: console, tests
 from pushwire.tracing.processor import StoreSpanProcessor
+from pushwire.tracing.sampling import MessageSampler, draw
 from pushwire.tracing.store import SpanStore
-
-
-class MessageSampler(Sampler):
-    """Parent-based ratio sampling, plus forced sampling for the console's test pushes.
-
-    Parent-based is safe because every parent it sees is ours: the push span is always a root
-    (the caller's traceparent is only a link, see spans.py), and the relay, routers and acks
-    continue contexts that our push span made."""
-
-    def __init__(self, ratio: float) -> None:
-        self.ratio = ratio
-        self._inner = ParentBased(TraceIdRatioBased(ratio))
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: object = None,
-    ) -> SamplingResult:
-        if parent_context is not None and parent_context.get(FORCE_SAMPLE):
-            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-        return self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)  # type: ignore[arg-type]
-
-    def get_description(self) -> str:
-        return f"MessageSampler{{ratio={self.ratio}}}"
 
 
 def otlp_traces_url(endpoint: str) -> str:
@@ -75,7 +36,7 @@ class Tracing:
         self.ratio = settings.trace_sample_ratio
         self.store = store or SpanStore(cache)
         self.provider = TracerProvider(
-            sampler=MessageSampler(self.ratio),
+            sampler=MessageSampler(),
             resource=Resource.create(
                 {"service.name": "pushwire", "service.version": __version__, "service.instance.id": self.instance_id}
             ),
@@ -88,7 +49,11 @@ class Tracing:
         self.tracer: Tracer = self.provider.get_tracer("pushwire", __version__)
         self.acks = AckTracer(self.tracer, self.store, self.instance_id, shared_lookup=self.ratio > 0)
         # The Publisher's observer: db.commit spans and the span store's message index.
-        self.commits = CommitTracer(self.tracer, self.store)
+        self.commits = CommitTracer(self.tracer, self.store, self.ratio)
+
+    def sampled(self) -> bool:
+        """Whether a new push is traced: decided before any span exists (see sampling.py)."""
+        return draw(self.ratio)
 
     async def start(self) -> None:
         await self.store.start()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import msgspec
 import pytest
 
 from pushwire.sdk.server import signed_headers
+from pushwire.tenants.changes import cache_stamper
+from pushwire.tenants.service import TenancyService
 from tests.api.conftest import Stack
 
 PATH = "/api/v1/push"
@@ -152,3 +156,52 @@ async def test_unsigned_request(stack: Stack) -> None:
     async with stack.raw() as http:
         r = await http.post(PATH, content=BODY)
     assert (r.status_code, r.json()["error"]) == (401, "unknown_key")
+
+
+async def test_key_rows_are_read_once_not_per_request(stack: Stack) -> None:
+    """The hot path reads no database row: after a key's first request, the next ones are served
+    from the in-process key cache (the stamp read with the nonce says it is current)."""
+    await _still_serving(stack)
+    loads = stack.runtime.auth.keys.loads
+    for _ in range(5):
+        await _still_serving(stack)
+    assert stack.runtime.auth.keys.loads == loads
+
+
+async def test_app_disabled_and_limits_lowered_apply_on_next_request(stack: Stack) -> None:
+    await _still_serving(stack)  # cached
+    tenancy, app_id = stack.runtime.tenancy, stack.created.app_id
+    await tenancy.update_app(app_id, stack.tenant_id, enabled=False)
+    status, body = await _post(stack, _headers(stack))
+    assert (status, body["error"]) == (403, "app_disabled")
+    await tenancy.update_app(app_id, None, enabled=True)
+    await _still_serving(stack)
+    limits = (await tenancy.get_app(app_id, None)).limits
+    await tenancy.update_app(app_id, stack.tenant_id, limits=msgspec.structs.replace(limits, push_rate=1, push_burst=1))
+    # The request that finds the change was charged with the nonce under the old limits; the next
+    # one takes the new burst's single token, and then none is left at 1/s.
+    answers = [await _post(stack, _headers(stack)) for _ in range(3)]
+    assert [status for status, _ in answers] == [202, 202, 429], answers
+    assert answers[2][1]["error"] == "rate_limited"
+
+
+async def test_a_change_made_by_another_process(stack: Stack) -> None:
+    """Another process (the CLI) changes the database. On Redis it restamps the app there (what
+    the CLI's Announcer does), so the next request is refused at once; the single node's memory
+    cache lives in the server's process and cannot be restamped, so entries there are reloaded
+    after 1 s."""
+    extra = await stack.runtime.tenancy.create_server_key(stack.created.app_id, stack.tenant_id)
+    h = signed_headers(extra.key_id, extra.secret, "POST", PATH, body=BODY)
+    assert (await _post(stack, h))[0] == 202
+    shared = stack.runtime.backends.cache.shared
+    other = TenancyService(
+        stack.runtime.tenancy.db,
+        stack.runtime.box,
+        on_change=cache_stamper(stack.runtime.backends.cache) if shared else None,
+    )
+    await other.revoke_server_key(extra.key_id, None)
+    if not shared:
+        assert stack.runtime.auth.keys.max_age == 1.0
+        await asyncio.sleep(1.2)
+    status, body = await _post(stack, signed_headers(extra.key_id, extra.secret, "POST", PATH, body=BODY))
+    assert (status, body["error"]) == (401, "unknown_key")

@@ -156,7 +156,7 @@ async def test_try_it_token_and_push(console: Console) -> None:
     assert pushed.status_code == 200, pushed.text
     page = await console.runtime.history.read(app_id, "user.u1", 0, 10)
     assert [m.event for m in page.messages] == ["demo.hi"] and page.messages[0].id in pushed.text
-    assert bytes(page.messages[0].data) == b'{"text": "hi"}'
+    assert bytes(page.messages[0].data) == b'{"text":"hi"}'  # stored compact, as every push's data
     chan = await b.post(f"/console/apps/{app_id}/try/push", {"target_kind": "channel", "target": "room.a"})
     assert chan.status_code == 200
     assert [m.event for m in (await console.runtime.history.read(app_id, "room.a", 0, 10)).messages] == ["console.test"]

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
+from pushwire.cache.base import BucketTake, TokenBucketResult
 from pushwire.cache.memory import MemoryCache
 from pushwire.cache.redis import RedisCache
 from pushwire.errors import BackendUnavailable
@@ -186,6 +187,47 @@ async def test_token_buckets_are_per_key(cache: AnyCache) -> None:
 async def test_token_bucket_bad_input(cache: AnyCache, rate: float, burst: int, cost: int) -> None:
     with pytest.raises(ValueError):
         await cache.take_tokens("rl", rate=rate, burst=burst, cost=cost)
+
+
+# -- admit (a signed request's nonce, stamp and rate in one round trip) ------------------
+
+
+async def test_admit_nonce_once_and_stamp(cache: AnyCache) -> None:
+    first = await cache.admit("n1", 0.2, "stamp")
+    assert (first.fresh, first.stamp, first.bucket) == (True, b"", None)  # no stamp yet: b""
+    await cache.set("stamp", b"s1")
+    again = await cache.admit("n1", 0.2, "stamp")
+    assert (again.fresh, again.stamp) == (False, b"s1")
+    assert await cache.get("n1") == b"1"  # the nonce is an ordinary key
+    await asyncio.sleep(0.35)
+    assert (await cache.admit("n1", 0.2, "stamp")).fresh  # expired with its TTL
+
+
+async def test_admit_takes_tokens_only_for_a_fresh_nonce(cache: AnyCache) -> None:
+    bucket = BucketTake(key="rl", rate=0.01, burst=2, cost=1)
+    taken = await cache.admit("n1", 5, "stamp", bucket)
+    assert taken.fresh and taken.bucket is not None and taken.bucket.allowed
+    assert taken.bucket.remaining == pytest.approx(1, abs=0.01)
+    replay = await cache.admit("n1", 5, "stamp", bucket)
+    assert not replay.fresh and replay.bucket is None  # a replay costs the app nothing
+    assert (await cache.admit("n2", 5, "stamp", bucket)).bucket == TokenBucketResult(
+        allowed=True, remaining=pytest.approx(0, abs=0.01), retry_after=0.0
+    )
+    refused = await cache.admit("n3", 5, "stamp", bucket)
+    assert refused.fresh and refused.bucket is not None and not refused.bucket.allowed
+    assert refused.bucket.retry_after > 50  # one token at 0.01/s
+    # admit and take_tokens share the bucket.
+    assert not (await cache.take_tokens("rl", rate=0.01, burst=2)).allowed
+
+
+async def test_admit_bucket_cost_and_bad_arguments(cache: AnyCache) -> None:
+    big = await cache.admit("n1", 5, "stamp", BucketTake(key="rl", rate=100, burst=3, cost=4))
+    assert big.bucket is not None and not big.bucket.allowed and big.bucket.retry_after == math.inf
+    with pytest.raises(ValueError):
+        await cache.admit("n2", 0, "stamp")
+    with pytest.raises(ValueError):
+        await cache.admit("n3", 5, "stamp", BucketTake(key="rl", rate=0, burst=1))
+    assert await cache.get("n2") is None and await cache.get("n3") is None  # refused before any write
 
 
 # -- capped lists ----------------------------------------------------------------------

@@ -167,3 +167,37 @@ async def test_operator_api_needs_an_operator_key(three: Cluster) -> None:
         await pw.request("GET", "/api/v1/admin/instances")
     assert (err.value.status, err.value.code) == (403, "scope_missing")
     await pw.close()
+
+
+async def test_a_revoked_server_key_is_refused_by_every_instance_on_the_next_request(three: Cluster) -> None:
+    """Each instance holds the key in process after its first request; the revocation (made by
+    another process, as the CLI or a console on another machine would) restamps the app in Redis,
+    so the very next request on every instance is refused, with no wait for the etcd notice."""
+    from pushwire.cli.common import Announcer
+    from pushwire.sdk import AsyncServerClient
+    from pushwire.sdk.server import PushwireError
+    from pushwire.storage.database import Database
+    from pushwire.tenants.crypto import SecretBox
+    from pushwire.tenants.service import TenancyService
+    from tests.distributed.cluster import SECRET
+
+    env = three.env
+    db = Database(env["PUSHWIRE_DATABASE_URL"])
+    announce = Announcer(env["PUSHWIRE_CACHE_URL"], env["PUSHWIRE_REGISTRY_URL"])
+    svc = TenancyService(db, SecretBox(SECRET), on_change=announce)
+    try:
+        key = await svc.create_server_key(three.created.app_id, None)
+        clients = [AsyncServerClient(inst.http, key.key_id, key.secret) for inst in three.instances]
+        for client in clients:
+            await client.push(users=["rk"], event="e", data=1)  # cached on this instance now
+        await svc.revoke_server_key(key.key_id, None)
+        for client in clients:
+            with pytest.raises(PushwireError) as refused:
+                await client.push(users=["rk"], event="e", data=2)
+            assert (refused.value.status, refused.value.code) == (401, "unknown_key")
+            await client.close()
+        async with three.pusher(0) as other:  # the app's other key still works
+            await other.push(users=["rk"], event="e", data=3)
+    finally:
+        await announce.close()
+        await db.close()

@@ -86,7 +86,13 @@ async def live(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         extra["PUSHWIRE_REGISTRY_URL"] = f"{ETCD_URL}/{unique('cfg')}"
     env = await backend_env(request, tmp_path, **extra)
     async with live_server(env) as server:
-        yield server
+        try:
+            yield server
+        finally:
+            # The single node's registry engine is per process and outlives the server while
+            # anything still references it: leave no config behind for the next test's server.
+            for key in {key for key, _ in BAD} | {"heartbeat"}:
+                await server.runtime.backends.registry.delete(PREFIX + key)
 
 
 async def test_a_running_instance_survives_bad_config(live: LiveServer) -> None:

@@ -11,6 +11,7 @@ from pushwire.errors import BackendUnavailable
 from pushwire.messaging.epochs import EpochSeed
 from pushwire.messaging.group_commit import GroupCommit
 from pushwire.messaging.publish import Publisher, PublishRequest
+from pushwire.metrics import Metrics
 from pushwire.storage.database import Database
 from pushwire.tenants.crypto import SecretBox
 from pushwire.tenants.service import TenancyService
@@ -79,3 +80,23 @@ async def test_a_transaction_cancelled_at_shutdown_answers_its_callers(database:
         task.cancel()
     with pytest.raises(BackendUnavailable):
         await asyncio.wait_for(waiting, 5)
+
+
+async def test_pushes_per_transaction_are_reported_in_metrics(database: Database) -> None:
+    tenant_id, app_id = await _app(database)
+    metrics = Metrics()
+    group = GroupCommit(Publisher(database, EpochSeed(SECRET)), on_transaction=metrics.push_transaction)
+    await asyncio.gather(*(group.publish(tenant_id, app_id, _req(i)) for i in range(50)))
+    await group.publish(tenant_id, app_id, _req(50))  # alone: a transaction of one
+    histogram = metrics.push_transactions
+    assert (histogram.count, histogram.sum) == (group.transactions, 51)
+    assert histogram.count < 51 and histogram.counts[0] >= 1  # shared transactions, and the lone one
+    text = metrics.exposition()
+    assert "# TYPE pushwire_push_transaction_pushes histogram" in text
+    assert f"pushwire_push_transaction_pushes_count {group.transactions}" in text
+    assert 'pushwire_push_transaction_pushes_bucket{le="+Inf"} ' + str(group.transactions) in text
+
+
+async def test_sqlite_commits_one_transaction_at_a_time(database: Database) -> None:
+    group = GroupCommit(Publisher(database, EpochSeed(SECRET)))
+    assert group.max_inflight == (1 if database.dialect == "sqlite" else 4)

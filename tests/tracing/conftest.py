@@ -1,4 +1,5 @@
-"""Live servers for the tracing tests (single-node and MariaDB + Redis), and span-store helpers."""
+"""Live servers for the tracing tests (single-node and MariaDB + Redis), the span store's caches
+(memory and Redis), and span-store helpers."""
 
 from __future__ import annotations
 
@@ -7,17 +8,37 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
+from pushwire.cache.memory import MemoryCache
+from pushwire.cache.redis import RedisCache
 from pushwire.tracing.records import StoredSpan
 from pushwire.tracing.store import SpanStore
 from tests.live import LiveServer, backend_env, live_server
+from tests.services import REDIS_URL, unique
 
 live_env = backend_env  # the name tests here import
 
 
+@pytest.fixture(params=["memory", "redis"])
+async def cache(request: pytest.FixtureRequest) -> AsyncIterator[MemoryCache | RedisCache]:
+    prefix = unique("trt:") + ":"
+    c: MemoryCache | RedisCache = MemoryCache(prefix) if request.param == "memory" else RedisCache(REDIS_URL, prefix)
+    await c.start()
+    yield c
+    await c.close()
+    if request.param == "redis":
+        client = aioredis.Redis.from_url(REDIS_URL)
+        keys = [k async for k in client.scan_iter(match=prefix + "*", count=500)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
 @pytest.fixture(params=["single", "mariadb+redis"])
 async def live(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    async with live_server(await live_env(request, tmp_path)) as server:
+    """Every push traced (the default ratio samples 1 %): these tests read each push's waterfall."""
+    async with live_server(await live_env(request, tmp_path, PUSHWIRE_TRACE_SAMPLE_RATIO="1")) as server:
         yield server
 
 

@@ -27,6 +27,7 @@ async def two_instances(mysql_url: str) -> AsyncIterator[tuple[LiveServer, LiveS
         "PUSHWIRE_KAFKA_TOPIC_PREFIX": run,
         "PUSHWIRE_KAFKA_PARTITIONS": "2",
         "PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789",
+        "PUSHWIRE_TRACE_SAMPLE_RATIO": "1",  # the test follows one push's trace
     }
     async with (
         live_server({**env, "PUSHWIRE_INSTANCE_ID": f"{run}-a"}) as a,

@@ -139,7 +139,8 @@ async def test_bus_error_marks_the_relay_spans_failed(live: LiveServer) -> None:
 async def test_publish_error_is_a_failed_trace_listed_by_trace_id(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/broken.db"
     await asyncio.to_thread(upgrade, url)
-    async with live_server({"PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789", "PUSHWIRE_DATABASE_URL": url}) as live:
+    env = {"PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789", "PUSHWIRE_DATABASE_URL": url}
+    async with live_server({**env, "PUSHWIRE_TRACE_SAMPLE_RATIO": "1"}) as live:
         async with live.runtime.backends.database.engine.begin() as conn:  # the insert of messages fails
             await conn.execute(sa.text("ALTER TABLE messages RENAME TO messages_gone"))
         async with live.pusher() as pw:

@@ -60,6 +60,7 @@ async def test_spans_are_exported_to_the_collector(collector: Collector, tmp_pat
         "PUSHWIRE_SECRET_KEY": "test-secret-key-0123456789",
         "PUSHWIRE_DATABASE_URL": url,
         "PUSHWIRE_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
+        "PUSHWIRE_TRACE_SAMPLE_RATIO": "1",
     }
     async with live_server(env) as live, live.pusher() as pw:
         accepted = await pw.push(channels=["room.otlp"], event="e", data=1)

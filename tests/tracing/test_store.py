@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,24 +14,9 @@ from pushwire.tracing import store as store_module
 from pushwire.tracing.records import RecentEntry, StoredSpan, TraceRef
 from pushwire.tracing.store import SpanStore
 from pushwire.tracing.views import TraceFilter, load_trace, recent_summaries, waterfall
-from tests.services import REDIS_URL, unique
+from tests.services import REDIS_URL
 
 APP = "1001"
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def cache(request: pytest.FixtureRequest) -> AsyncIterator[MemoryCache | RedisCache]:
-    prefix = unique("trt:") + ":"
-    c: MemoryCache | RedisCache = MemoryCache(prefix) if request.param == "memory" else RedisCache(REDIS_URL, prefix)
-    await c.start()
-    yield c
-    await c.close()
-    if request.param == "redis":
-        client = aioredis.Redis.from_url(REDIS_URL)
-        keys = [k async for k in client.scan_iter(match=prefix + "*", count=500)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
 
 
 def span(trace: str, sid: str, name: str, start: int, end: int, parent: str = "", **attrs: object) -> StoredSpan:
