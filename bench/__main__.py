@@ -35,7 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=_csv(int), default=None, help="fanout/memory client counts (default 1000,5000)")
     p.add_argument("--step-seconds", type=float, default=None, help="fanout: seconds per trial (default 1.5)")
     p.add_argument("--no-unicast", action="store_true", help="fanout: skip Pushwire's unicast ladder")
-    p.add_argument("--e2e-rates", type=_csv(int), default=[200, 1000], help="e2e offered pushes/s (default 200,1000)")
+    p.add_argument(
+        "--e2e-rates", type=_csv(int), default=[20, 200, 1000], help="e2e offered pushes/s (default 20,200,1000)"
+    )
     p.add_argument("--e2e-seconds", type=float, default=None, help="e2e: seconds per run (default 5)")
     p.add_argument("--recovery-k", type=_csv(int), default=None, help="recovery: K missed (default 100,1000,10000)")
     p.add_argument("--herd", type=int, default=None, help="recovery: herd size (default 1000)")
@@ -57,7 +59,7 @@ def defaults(a: argparse.Namespace) -> argparse.Namespace:
     a.duration = a.duration or (3.0 if q else 5.0)
     a.redis_requests = 20_000 if q else 100_000
     # push_api's own options (bench/push_api.py): the durable backend only
-    a.backends, a.concurrency, a.batch_concurrency, a.client = ["durable"], 32, 8, "raw"
+    a.concurrency, a.batch_concurrency = 32, 8
     if a.tag == "" and q:
         a.tag = "quick"
     return a

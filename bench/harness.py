@@ -86,19 +86,23 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-SERVICES = ("mariadbd", "mysqld", "redis-server")
+# process name (/proc/<pid>/comm, ≤ 15 characters) prefix → the name its CPU is reported under
+SERVICES = {"mariadbd": "mariadb", "mysqld": "mariadb", "redis-server": "redis", "tansu": "tansu", "etcd": "etcd"}
+STACK = ("server", "mariadb", "redis", "tansu", "etcd")  # the full stack's processes (CPU per push)
 
 
 def service_pids() -> dict[str, int]:
-    """PIDs of the database and cache servers on this machine (their CPU is the server's work, not noise)."""
+    """PIDs of the database, cache, Kafka (Tansu) and etcd servers on this machine (their CPU is
+    the server's work, not noise)."""
     found: dict[str, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             comm = (entry / "comm").read_text().strip()
-            if comm in SERVICES:
-                found.setdefault("redis" if comm == "redis-server" else "mariadb", int(entry.name))
+            for prefix, name in SERVICES.items():
+                if comm == prefix or (comm.startswith(prefix) and prefix in ("tansu", "etcd")):
+                    found.setdefault(name, int(entry.name))
     return found
 
 

@@ -29,6 +29,7 @@ LABELS = {
     "socketio": "python-socketio (peer)",
     "websockets": "websockets broadcast() (limit)",
     "picows": "picows (generator ceiling)",
+    "signed-post": "bare Litestar signed POST (limit)",
 }
 
 
@@ -116,6 +117,11 @@ class Proc:
 
 def peer(name: str, deflate: bool = False) -> Proc:
     return Proc(name, PEERS[name], deflate=deflate)
+
+
+def reference() -> Proc:
+    """The push API's limit: a bare Litestar signed POST (bench/peers/signed_post_server.py), pinned like the rest."""
+    return Proc("signed-post", "bench.peers.signed_post_server")
 
 
 def pushwire_deflate(b: h.Backend) -> Proc:
