@@ -141,6 +141,9 @@ class OutboxRelay:
         self._handing = True
         if self._task is None or self._stopping:
             return  # not running: the rows wait in the outbox for a poll
+        rows = [row for row in rows if row.shard in self._locks]
+        if not rows:
+            return  # shards other relays hold: they poll these rows
         if len(self._handed) + len(rows) > MAX_HANDED:
             self._handed.clear()  # a stalled relay: the outbox has them all, a poll sends them in order
             self._next_poll = 0.0
@@ -186,7 +189,14 @@ class OutboxRelay:
                 if now >= next_lock_check:
                     await self._manage_locks()
                     next_lock_check = now + LOCK_TTL / 3
-                moved = await self.pump_once(poll_all=now >= self._next_poll) if self._locks else 0
+                if self._locks:
+                    moved = await self.pump_once(poll_all=now >= self._next_poll)
+                else:
+                    # Holding no shard, nothing here is ours to send: left queued, the loop below
+                    # would never wait (it spun, stalling the event loop until the next lock check).
+                    moved = 0
+                    self._handed.clear()
+                    self._due.clear()
                 if moved == 0 and not self._handed and not self._due:
                     # No await since the checks: a hand_off cannot slip in between them and the clear.
                     self.wakeup.clear()

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from pushwire.messaging.epochs import EpochSeed
-from pushwire.messaging.hot_history import hot_key, split_entry
+from pushwire.messaging.hot_history import HotHistory, hot_key, split_entry
 from pushwire.messaging.publish import Publisher, PublishRequest, outbox_shard
-from pushwire.messaging.relay import OUTBOX_SHARDS
+from pushwire.messaging.relay import OUTBOX_SHARDS, OutboxRelay
 from pushwire.runtime import Runtime
 from pushwire.storage.dialect import table_of
 from pushwire.storage.models import OutboxEntry
@@ -96,3 +96,43 @@ async def test_a_channel_keeps_its_order_when_handed_off_rows_meet_polled_ones(l
     await _drained(rt, live.app_id)
     assert await _hot_offsets(rt, live.app_id, channel) == [5, 4, 3, 2, 1]
     assert rt.relay.handed_sent == before + 1
+
+
+async def test_a_relay_holding_no_shard_keeps_no_handed_rows_and_never_blocks_the_loop(live: LiveServer) -> None:
+    """A second instance's relay (every shard held by the first) is handed its Publisher's rows:
+    they are left to the shard holder's poll, and its loop waits instead of spinning on them (it
+    used to spin until the next lock check, stalling every request for ~1.6 s)."""
+    rt = live.runtime
+    await _no_polls(rt)
+    rt.relay._next_poll = 0.0  # the holder polls: it sends the second instance's rows
+    be = rt.backends
+    wakeup = asyncio.Event()
+    second = OutboxRelay(be.database, be.bus, HotHistory(be.cache), be.registry, wakeup, rt.settings.kafka_topic_prefix)
+    publisher = Publisher(be.database, EpochSeed(SECRET), handoff=second.hand_off)
+    await second.start()
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.01)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+
+    tick = asyncio.create_task(ticker())
+    try:
+        await asyncio.sleep(0.2)
+        assert second.shards == []
+        await publisher.publish_many(live.tenant_id, live.app_id, [_req("room.other", i) for i in (1, 2)])
+        assert second._handed == []
+        await asyncio.sleep(0.5)
+        assert second._handed == []
+        rt.relay._next_poll = 0.0
+        rt.relay.wakeup.set()
+        await _drained(rt, live.app_id)
+        assert await _hot_offsets(rt, live.app_id, "room.other") == [2, 1]
+    finally:
+        tick.cancel()
+        await second.stop()
+    assert max(gaps) < 0.5, f"event loop stalled for {max(gaps):.2f} s"
