@@ -7,7 +7,7 @@ import click
 from pushwire.cli import changes  # noqa: F401 - adds app limits/enable/disable, tenant and client-key switches
 from pushwire.cli.accounts import console_user
 from pushwire.cli.config import config
-from pushwire.cli.server import database, demo, run
+from pushwire.cli.server import database, demo, relay, run
 from pushwire.cli.tenancy import app, client_key, key, tenant, token
 
 
@@ -16,7 +16,7 @@ from pushwire.cli.tenancy import app, client_key, key, tenant, token
 def cli() -> None: ...
 
 
-for command in (run, database, demo, tenant, app, key, client_key, token, console_user, config):
+for command in (run, relay, database, demo, tenant, app, key, client_key, token, console_user, config):
     cli.add_command(command)
 
 

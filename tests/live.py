@@ -84,8 +84,9 @@ async def backend_env(request: Any, tmp_path: Any, **extra: str) -> dict[str, st
 
 
 @contextlib.asynccontextmanager
-async def live_server(env: dict[str, str]) -> AsyncIterator[LiveServer]:
-    app = create_app(load_settings(env))
+async def live_server(env: dict[str, str], relay: bool = True) -> AsyncIterator[LiveServer]:
+    settings = load_settings(env)
+    app = create_app(settings, Runtime.build(settings, relay=relay))
     port = free_port()
     config = uvicorn.Config(
         app,

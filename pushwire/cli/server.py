@@ -1,4 +1,4 @@
-"""run, database and demo commands."""
+"""run, relay, database and demo commands."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import copy
 import logging
 import re
 import secrets
+import signal
 from typing import Any
 
 import click
@@ -22,17 +23,21 @@ from pushwire.wiring import StartupError, build_backends, close_backends, start_
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--log-level", default="info", show_default=True)
-def run(host: str, port: int, log_level: str) -> None:
+@click.option(
+    "--no-relay", "no_relay", is_flag=True, help="Run no outbox relay here: a `pushwire relay` process sends the rows."
+)
+def run(host: str, port: int, log_level: str, no_relay: bool) -> None:
     import uvicorn
 
     from pushwire.app import create_app
+    from pushwire.runtime import Runtime
 
     settings = settings_or_exit()
     if not settings.advertise_address:
         settings = msgspec.structs.replace(settings, advertise_address=f"{host}:{port}")
     check_backends(settings)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, Runtime.build(settings, relay=not no_relay)),
         host=host,
         port=port,
         log_level=log_level,
@@ -48,6 +53,43 @@ def run(host: str, port: int, log_level: str) -> None:
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
+
+
+@click.command("relay", help="Run only the outbox relay (and the retention sweep), as a process of its own.")
+@click.option("--log-level", default="info", show_default=True)
+def relay(log_level: str) -> None:
+    settings = settings_or_exit()
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("pushwire").setLevel(log_level.upper())
+    try:
+        asyncio.run(serve_relay(settings))
+    except StartupError as exc:
+        fail(str(exc), EXIT_CONFIG)
+
+
+async def serve_relay(settings: Settings) -> None:
+    """Until SIGINT or SIGTERM; then the pending rows are sent and the shards freed."""
+    from pushwire.messaging.relay import IDLE_POLL
+    from pushwire.roles.relay import RelayProcess
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    process = RelayProcess.build(settings)
+    # Client libraries log their own connection errors at start; StartupError's one line says it all.
+    logging.disable(logging.CRITICAL)
+    try:
+        await process.start()
+    finally:
+        logging.disable(logging.NOTSET)
+    logging.getLogger(__name__).info(
+        "relay %s started: outbox shards polled every %d ms", settings.instance_id, IDLE_POLL * 1000
+    )
+    try:
+        await stop.wait()
+    finally:
+        await process.stop()
 
 
 # A query parameter named token (or ending in token: access_token) carries a client credential.

@@ -227,7 +227,8 @@ class OutboxRelay:
                     self._sent[shard] = {}
                     self._due.add(shard)  # a former holder may have left rows
         try:
-            # Alone, this relay gets every row handed over: polling is only the safety net.
+            # Alone, this relay gets every row handed over: polling is only the safety net. A relay
+            # that is handed nothing (`pushwire relay`, its own process) keeps the cluster cadence.
             alone = len(await self.registry.instances()) <= 1
         except Exception:  # noqa: BLE001 - not knowing means polling as often as in a cluster
             alone = False

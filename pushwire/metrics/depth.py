@@ -120,7 +120,8 @@ def _instance_rows(by_instance: dict[str, list[Sample]], app_id: str, end: float
 
 async def queue_view(runtime: Runtime, probes: Probes, app: AppView) -> QueueView:
     app_id = app.app_id
-    instances = [i.id for i in await runtime.backends.registry.instances()]
+    # A `pushwire relay` process serves no clients and keeps no samples: no row of its own.
+    instances = [i.id for i in await runtime.backends.registry.instances() if i.roles != ("relay",)]
     channels, by_app, by_instance = await asyncio.gather(
         busiest_channels(runtime.backends.database, runtime.backends.cache, app_id, app.limits.hot_history_size),
         probes.backlog.read(),

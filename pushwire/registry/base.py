@@ -14,6 +14,8 @@ class InstanceInfo(msgspec.Struct, frozen=True):
     version: str
     started_at: str  # RFC 3339
     connections: int = 0
+    # What the process runs (pushwire.roles); entries written before roles existed ran all three.
+    roles: tuple[str, ...] = ("api", "realtime", "relay")
 
 
 class WatchEvent(msgspec.Struct, frozen=True):

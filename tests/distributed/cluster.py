@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,16 +69,27 @@ class Cluster:
         self.instances[i].proc.wait(10)
 
 
-def start_instance(name: str, env: dict[str, str], log_dir: str) -> Instance:
+def start_instance(name: str, env: dict[str, str], log_dir: str, args: Sequence[str] = ()) -> Instance:
     port = free_port()
     log = open(os.path.join(log_dir, f"{name}.log"), "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pushwire", "run", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "pushwire", "run", "--port", str(port), "--log-level", "warning", *args],
         env={**env, "PUSHWIRE_INSTANCE_ID": name},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     return Instance(name, port, proc)
+
+
+def start_relay(name: str, env: dict[str, str], log_dir: str) -> subprocess.Popen[bytes]:
+    """`pushwire relay` as its own process; its log (the start line) in <log_dir>/<name>.log."""
+    log = open(os.path.join(log_dir, f"{name}.log"), "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "pushwire", "relay"],
+        env={**env, "PUSHWIRE_INSTANCE_ID": name},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 async def wait_ready(inst: Instance, timeout: float = 40) -> None:
@@ -95,7 +106,7 @@ async def wait_ready(inst: Instance, timeout: float = 40) -> None:
 
 
 @contextlib.asynccontextmanager
-async def cluster(mysql_url: str, log_dir: str, size: int = 3) -> AsyncIterator[Cluster]:
+async def cluster(mysql_url: str, log_dir: str, size: int = 3, run_args: Sequence[str] = ()) -> AsyncIterator[Cluster]:
     run = unique("pw")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHWIRE_")}
     env.update(
@@ -116,7 +127,7 @@ async def cluster(mysql_url: str, log_dir: str, size: int = 3) -> AsyncIterator[
     await db.close()
     instances = []
     for i in range(size):  # one at a time: the first holds every outbox shard, as in a rolling start
-        inst = start_instance(f"{run}-{i}", env, log_dir)
+        inst = start_instance(f"{run}-{i}", env, log_dir, run_args)
         instances.append(inst)
         await wait_ready(inst)
     c = Cluster(env, instances, created, operator, tenant.tenant_id)

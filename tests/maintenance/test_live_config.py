@@ -97,7 +97,7 @@ async def live(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
 
 async def test_a_running_instance_survives_bad_config(live: LiveServer) -> None:
     runtime = live.runtime
-    liveness = next(t for t in runtime._tasks if t.get_name() == "liveness")
+    liveness = next(t for t in runtime.realtime_role._tasks if t.get_name() == "liveness")
     async with await Client.connect(live.ws_url(live.token("u1"))) as client:
         await client.recv_until("welcome")
         for key, raw in BAD:
