@@ -58,6 +58,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kafka_replication: int = 1
     # Tansu (the local test broker) refuses idempotent producers; Apache Kafka should use them.
     kafka_idempotent: bool = False
+    # The longest a consumer's empty fetch waits at the broker (ms): delivery latency on brokers
+    # that do not answer a waiting fetch when records arrive (Tansu), fetches/s when idle.
+    kafka_fetch_wait_ms: int = 10
     instance_ttl: int = 10
     heartbeat: int = 25
     metrics_token: str = ""
@@ -202,6 +205,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kafka_partitions=_int(env, "PUSHWIRE_KAFKA_PARTITIONS", 8, 1, 10_000),
         kafka_replication=_int(env, "PUSHWIRE_KAFKA_REPLICATION", 1, 1, 16),
         kafka_idempotent=_bool(env, "PUSHWIRE_KAFKA_IDEMPOTENT", False),
+        kafka_fetch_wait_ms=_int(env, "PUSHWIRE_KAFKA_FETCH_WAIT_MS", 10, 1, 500),
         instance_ttl=_int(env, "PUSHWIRE_INSTANCE_TTL", 10, 2, 600),
         heartbeat=_int(env, "PUSHWIRE_HEARTBEAT", 25, 1, 600),
         metrics_token=env.get("PUSHWIRE_METRICS_TOKEN", ""),

@@ -45,6 +45,7 @@ def build_bus(url: str, settings: Settings) -> Bus:
             idempotent=settings.kafka_idempotent,
             default_partitions=settings.kafka_partitions,
             replication=settings.kafka_replication,
+            fetch_wait_ms=settings.kafka_fetch_wait_ms,
             # Each router is its group's only member: a short session keeps group joins quick.
             session_timeout_ms=6000,
         )

@@ -38,6 +38,8 @@ def test_dev_secret_is_generated_once_and_persisted(tmp_path: Path) -> None:
         ({"PUSHWIRE_OTLP_ENDPOINT": "grpc://x"}, "PUSHWIRE_OTLP_ENDPOINT", "http"),
         ({"PUSHWIRE_KAFKA_PARTITIONS": "many"}, "PUSHWIRE_KAFKA_PARTITIONS", "integer"),
         ({"PUSHWIRE_KAFKA_IDEMPOTENT": "perhaps"}, "PUSHWIRE_KAFKA_IDEMPOTENT", "boolean"),
+        ({"PUSHWIRE_KAFKA_FETCH_WAIT_MS": "0"}, "PUSHWIRE_KAFKA_FETCH_WAIT_MS", "1"),
+        ({"PUSHWIRE_KAFKA_FETCH_WAIT_MS": "501"}, "PUSHWIRE_KAFKA_FETCH_WAIT_MS", "500"),
         ({"PUSHWIRE_SECRET_KEY": "short"}, "PUSHWIRE_SECRET_KEY", "16"),
     ],
 )

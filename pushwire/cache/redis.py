@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pushwire.cache.base import Admission, BucketTake, ListPush, TokenBucketResult
 from pushwire.cache.memory import MAX_BUCKET_TTL_MS, check_bucket, check_max_len, check_ttl
+from pushwire.cache.redis_batch import ScriptBatcher
 from pushwire.errors import BackendUnavailable
 
 CONNECT_TIMEOUT = 2.0
@@ -93,7 +94,7 @@ class RedisCache:
         self.prefix = prefix
         self._client: aioredis.Redis | None = None
         self._take: AsyncScript | None = None
-        self._admit: AsyncScript | None = None
+        self._admits: ScriptBatcher | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -126,7 +127,8 @@ class RedisCache:
             raise
         self._client = client
         self._take = client.register_script(_TAKE_TOKENS)
-        self._admit = client.register_script(_ADMIT)
+        # Concurrent requests' admits go out together, one pipeline per flush.
+        self._admits = ScriptBatcher(self._redis, client.register_script(_ADMIT), translate)
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -196,10 +198,8 @@ class RedisCache:
             check_bucket(bucket.rate, bucket.burst, bucket.cost)
             keys.append(self.prefix + bucket.key)
             args += [float(bucket.rate), bucket.burst, bucket.cost, MAX_BUCKET_TTL_MS]
-        client = self._redis()
-        assert self._admit is not None
-        with _translated():
-            reply = await self._admit(keys=keys, args=args, client=client)
+        assert self._admits is not None
+        reply = await self._admits.call(keys, args)
         fresh, stamp = reply[0] == 1, bytes(reply[1])
         taken = None
         if len(reply) == 5:
@@ -310,15 +310,25 @@ def _translated() -> Iterator[None]:
     """Map redis-py errors onto the ones every Cache raises."""
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, ReadOnlyError) as exc:
-        raise BackendUnavailable("cache", f"Redis: {exc or type(exc).__name__}") from exc
-    except ResponseError as exc:
-        message = str(exc)
-        if "WRONGTYPE" in message:  # pipelines prefix the server's message
-            raise TypeError(message) from exc
-        if "not an integer" in message or "overflow" in message:
-            raise ValueError(message) from exc
-        raise
+    except (RedisConnectionError, RedisTimeoutError, ReadOnlyError, ResponseError) as exc:
+        mapped = translate(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+
+
+def translate(exc: BaseException) -> BaseException:
+    """The error every Cache raises for a redis-py error (itself when it has no counterpart)."""
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | ReadOnlyError):
+        mapped: BaseException = BackendUnavailable("cache", f"Redis: {exc or type(exc).__name__}")
+    elif isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc):  # pipelines prefix the server's message
+        mapped = TypeError(str(exc))
+    elif isinstance(exc, ResponseError) and ("not an integer" in str(exc) or "overflow" in str(exc)):
+        mapped = ValueError(str(exc))
+    else:
+        return exc
+    mapped.__cause__ = exc
+    return mapped
 
 
 def _safe(url: str) -> str:

@@ -230,6 +230,19 @@ async def test_admit_bucket_cost_and_bad_arguments(cache: AnyCache) -> None:
     assert await cache.get("n2") is None and await cache.get("n3") is None  # refused before any write
 
 
+async def test_concurrent_admits_each_get_their_own_answer(cache: AnyCache) -> None:
+    """Many admits in flight at once (RedisCache sends them together, in pipelines of at most
+    256): every nonce is fresh once, each caller gets its own answer, the bucket counts them all."""
+    bucket = BucketTake(key="rl-many", rate=0.001, burst=500, cost=1)
+    nonces = [f"many-{i}" for i in range(600)] + [f"many-{i}" for i in range(0, 600, 7)]
+    answers = await asyncio.gather(*(cache.admit(n, 5, "stamp", bucket) for n in nonces))
+    fresh = [n for n, a in zip(nonces, answers, strict=True) if a.fresh]
+    assert sorted(fresh) == sorted(set(nonces))  # each nonce fresh exactly once
+    allowed = [a for a in answers if a.fresh and a.bucket is not None and a.bucket.allowed]
+    assert len(allowed) == 500  # the burst, whatever the batching
+    assert all(a.bucket is None for a in answers if not a.fresh)
+
+
 # -- capped lists ----------------------------------------------------------------------
 
 
@@ -471,3 +484,18 @@ async def test_set_many_and_get_many(cache: AnyCache) -> None:
     assert await cache.get_many(["k1", "k2", "k3"]) == [None, None, b"v3"]
     with pytest.raises(ValueError):
         await cache.set_many({"k4": b"v"}, ttl=0)
+
+
+async def test_redis_admit_survives_a_script_flush() -> None:
+    """Redis restarted (or SCRIPT FLUSH): batched admits reload the script and still answer."""
+    cache = RedisCache(REDIS_URL, prefix=unique("pwtest:") + ":")
+    await cache.start()
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        assert (await cache.admit("sf-1", 5, "stamp")).fresh
+        await client.script_flush()
+        answers = await asyncio.gather(*(cache.admit(f"sf-{i}", 5, "stamp") for i in range(1, 4)))
+        assert [a.fresh for a in answers] == [False, True, True]
+    finally:
+        await client.aclose()
+        await cache.close()

@@ -9,7 +9,7 @@ import pytest
 
 from pushwire.errors import BackendUnavailable
 from pushwire.messaging.epochs import EpochSeed
-from pushwire.messaging.group_commit import GroupCommit
+from pushwire.messaging.group_commit import MAX_INFLIGHT, GroupCommit
 from pushwire.messaging.publish import Publisher, PublishRequest
 from pushwire.metrics import Metrics
 from pushwire.storage.database import Database
@@ -99,4 +99,4 @@ async def test_pushes_per_transaction_are_reported_in_metrics(database: Database
 
 async def test_sqlite_commits_one_transaction_at_a_time(database: Database) -> None:
     group = GroupCommit(Publisher(database, EpochSeed(SECRET)))
-    assert group.max_inflight == (1 if database.dialect == "sqlite" else 4)
+    assert group.max_inflight == (1 if database.dialect == "sqlite" else MAX_INFLIGHT)
