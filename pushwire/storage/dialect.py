@@ -90,6 +90,10 @@ def engine_options(url: str) -> dict[str, Any]:
         # No pre-ping: it costs a round trip per checkout on the push path; a connection found
         # dead raises once (503, nothing stored) and SQLAlchemy then invalidates the pool.
         "pool_recycle": 1800,
+        # No ROLLBACK when a connection goes back to the pool: SQLAlchemy sent one after every
+        # COMMIT (a round trip per transaction). A Connection closed inside a transaction (its
+        # block raised, or a read autobegan one) rolls it back itself before release.
+        "pool_reset_on_return": None,
         "connect_args": {"connect_timeout": 3},
         # READ COMMITTED: offset assignment relies on row locks, not snapshot reads.
         "isolation_level": "READ COMMITTED",
