@@ -65,6 +65,9 @@ class Runtime:
         api = ApiRole.build(shared, handoff=relay_role.relay.hand_off if relay_role is not None else None)
         runtime = cls(shared, api, RealtimeRole.build(shared, forget=(api.auth.forget_app,)), relay_role)
         runtime.realtime_role.on_beat = runtime._beat
+        if relay_role is not None:
+            # Local subscribers get what this relay sends at once; the bus copy is then dropped.
+            relay_role.relay.local = runtime.realtime_role.router.deliver_committed
         return runtime
 
     def notify_published(self) -> None:

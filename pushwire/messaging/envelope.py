@@ -53,6 +53,7 @@ class MessageHead(msgspec.Struct, frozen=True):
     offset: int
     epoch: str
     id: str
+    ts: str = ""
 
 
 class Committed(msgspec.Struct, frozen=True):

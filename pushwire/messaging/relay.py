@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
@@ -131,6 +131,9 @@ class OutboxRelay:
         self._next_poll = 0.0
         self.published = 0
         self.handed_sent = 0  # of `published`, rows sent as handed off (no poll)
+        # This instance's router, when it runs here: it delivers the rows to local subscribers
+        # as they are sent (committed already), without waiting for the bus round trip.
+        self.local: Callable[[Sequence[Committed]], None] | None = None
 
     @property
     def shards(self) -> list[int]:
@@ -304,6 +307,11 @@ class OutboxRelay:
     async def _send(self, rows: Sequence[Committed]) -> None:
         """Hot history (one pipeline), then the bus (one produce), then one DELETE of the rows."""
         started_ns = time.time_ns()
+        if self.local is not None:
+            try:
+                self.local(rows)
+            except Exception:
+                log.exception("local delivery failed")
         lists: dict[tuple[str, str], list[tuple[int, bytes]]] = {}
         for row in rows:
             lists.setdefault((row.app_id, row.channel), []).append((row.offset, row.message))

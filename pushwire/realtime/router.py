@@ -4,6 +4,11 @@ Records of one channel arrive in offset order (keyed by channel). A bounded map 
 offset seen per (app, channel, epoch) drops bus redeliveries before they reach the hub.
 Tracing and metrics touch only records that reach local subscribers (once per record, never
 per connection beyond the capped hub.deliver spans).
+
+The relay of this instance also hands it the rows it sends (`deliver_committed`), so local
+subscribers get a message without waiting for the bus round trip; the same map then drops the
+bus copy. A channel's rows all pass through the one relay holding its shard, in offset order,
+so both paths see one order. Sampled messages take the bus path only (their delivery spans).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Sequence
 import msgspec
 
 from pushwire.bus.base import Bus, BusRecord, PartitionLag, Subscription
-from pushwire.messaging.envelope import ENCODER, ENVELOPE_DECODER
+from pushwire.messaging.envelope import ENCODER, ENVELOPE_DECODER, MESSAGE_HEAD_DECODER, Committed
 from pushwire.metrics import Metrics
 from pushwire.realtime.hub import Hub
 from pushwire.realtime.read_sync import KIND as READ_KIND
@@ -54,6 +59,7 @@ class Router:
         self._ts: tuple[str, float] = ("", 0.0)
         self.received = 0
         self.duplicates = 0
+        self.local = 0  # messages delivered from this instance's relay, ahead of the bus
 
     async def start(self) -> None:
         # From the earliest record of a topic this group has no position in: a tenant topic created
@@ -82,15 +88,8 @@ class Router:
                 log.error("undecodable record at %s/%d@%d dropped", record.topic, record.partition, record.offset)
                 continue
             m = envelope.message
-            key = (envelope.app_id, m.channel, m.epoch)
-            last = self._seen.get(key)
-            if last is not None and m.offset <= last:
-                self.duplicates += 1
+            if not self._first(envelope.app_id, m.channel, m.epoch, m.offset):
                 continue
-            self._seen[key] = m.offset
-            self._seen.move_to_end(key)
-            if len(self._seen) > SEEN_CHANNELS:
-                self._seen.popitem(last=False)
             if self.hub.has_subscribers(envelope.app_id, m.channel):
                 frame = ENCODER.encode(m).decode()
                 traceparent = header(record.headers) if self.tracer is not None else None
@@ -101,6 +100,33 @@ class Router:
                     n = self.hub.deliver(envelope.app_id, m.channel, m.offset, frame)
                 if n > 0:
                     self.metrics.message_out(envelope.app_id, n, time.time() - self._accepted_at(m.ts))
+
+    def deliver_committed(self, rows: Sequence[Committed]) -> None:
+        """Rows this instance's relay is sending: to local subscribers now (committed already)."""
+        for row in rows:
+            if row.traceparent is not None and is_sampled(row.traceparent):
+                continue  # traced end to end through the bus
+            if not self._first(row.app_id, row.channel, row.epoch, row.offset):
+                continue
+            if self.hub.has_subscribers(row.app_id, row.channel):
+                n = self.hub.deliver(row.app_id, row.channel, row.offset, row.message.decode())
+                self.local += 1
+                if n > 0:
+                    ts = MESSAGE_HEAD_DECODER.decode(row.message).ts
+                    self.metrics.message_out(row.app_id, n, time.time() - self._accepted_at(ts))
+
+    def _first(self, app_id: str, channel: str, epoch: str, offset: int) -> bool:
+        """Whether `offset` is new for its channel (then remembered); False for a redelivery."""
+        key = (app_id, channel, epoch)
+        last = self._seen.get(key)
+        if last is not None and offset <= last:
+            self.duplicates += 1
+            return False
+        self._seen[key] = offset
+        self._seen.move_to_end(key)
+        if len(self._seen) > SEEN_CHANNELS:
+            self._seen.popitem(last=False)
+        return True
 
     def _accepted_at(self, ts: str) -> float:
         """Unix time of an RFC 3339 `ts`; a batch's messages share one, so the last parse is kept."""
