@@ -305,13 +305,8 @@ class OutboxRelay:
         return len(rows)
 
     async def _send(self, rows: Sequence[Committed]) -> None:
-        """Hot history (one pipeline), then the bus (one produce), then one DELETE of the rows."""
+        """Hot history (one pipeline), local subscribers, the bus (one produce), one DELETE of the rows."""
         started_ns = time.time_ns()
-        if self.local is not None:
-            try:
-                self.local(rows)
-            except Exception:
-                log.exception("local delivery failed")
         lists: dict[tuple[str, str], list[tuple[int, bytes]]] = {}
         for row in rows:
             lists.setdefault((row.app_id, row.channel), []).append((row.offset, row.message))
@@ -322,6 +317,12 @@ class OutboxRelay:
         except BackendUnavailable as exc:
             # Hot history is a fast path; recovery falls back to the database.
             log.warning("hot history not written: %s", exc)
+        if self.local is not None:
+            # After the hot history: a session refilling a gap from it must find what it was sent.
+            try:
+                self.local(rows)
+            except Exception:
+                log.exception("local delivery failed")  # the bus copy still reaches them
         spans: list[tuple[Span, Span]] = []
         records = [self._record(row, started_ns, spans) for row in rows]
         produced = False

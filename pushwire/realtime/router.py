@@ -7,8 +7,9 @@ per connection beyond the capped hub.deliver spans).
 
 The relay of this instance also hands it the rows it sends (`deliver_committed`), so local
 subscribers get a message without waiting for the bus round trip; the same map then drops the
-bus copy. A channel's rows all pass through the one relay holding its shard, in offset order,
-so both paths see one order. Sampled messages take the bus path only (their delivery spans).
+bus copy. A channel's rows all pass through the one relay holding its shard, in offset order;
+a row goes the local way only if it is the next offset after the last one delivered, so the
+two paths never make a hole. Sampled messages take the bus path only (their delivery spans).
 """
 
 from __future__ import annotations
@@ -106,8 +107,12 @@ class Router:
         for row in rows:
             if row.traceparent is not None and is_sampled(row.traceparent):
                 continue  # traced end to end through the bus
-            if not self._first(row.app_id, row.channel, row.epoch, row.offset):
+            key = (row.app_id, row.channel, row.epoch)
+            if self._seen.get(key) != row.offset - 1:
+                # Only the next offset of a channel the router already follows: past a row left to
+                # the bus (sampled, or sent before the router saw the channel) the bus keeps order.
                 continue
+            self._first(row.app_id, row.channel, row.epoch, row.offset)
             if self.hub.has_subscribers(row.app_id, row.channel):
                 n = self.hub.deliver(row.app_id, row.channel, row.offset, row.message.decode())
                 self.local += 1
