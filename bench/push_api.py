@@ -148,20 +148,8 @@ def phases(
         trials: list[dict[str, Any]] = []
         for i in range(1 if args.quick else TRIALS):
             prof_out = h.profile_path(NAME, args.tag, profile_name, mode) if profile_name and i == 0 else None
-            capacity = int(guess * (WARMUP + args.duration) + 200)
-            t = one_trial(
-                port,
-                pid,
-                key,
-                mode=mode,
-                duration=args.duration,
-                connections=conc,
-                capacity=capacity,
-                profile_out=prof_out,
-            )
-            if t["presigned_exhausted"]:
-                notes.add(f"{label}/{mode}: {capacity:,} pre-signed requests ran out; trial rerun with 3 × as many")
-                guess *= 3
+            for attempt in range(2):  # a trial whose pre-signed stock ran out is rerun once, with 3 × as many
+                capacity = int(guess * (WARMUP + args.duration) + 200)
                 t = one_trial(
                     port,
                     pid,
@@ -169,9 +157,13 @@ def phases(
                     mode=mode,
                     duration=args.duration,
                     connections=conc,
-                    capacity=int(guess * (WARMUP + args.duration) + 200),
-                    profile_out=None,
+                    capacity=capacity,
+                    profile_out=prof_out if attempt == 0 else None,
                 )
+                if not t["presigned_exhausted"] or attempt == 1:
+                    break
+                notes.add(f"{label}/{mode}: {capacity:,} pre-signed requests ran out; trial rerun with 3 × as many")
+                guess *= 3
             guess = max(t["requests_per_s"] * 2, 100)
             print(
                 f"  trial {i + 1}: {t['requests_per_s']:,.0f} req/s · {t['messages_per_s']:,.0f} msgs/s · "
