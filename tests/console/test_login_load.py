@@ -24,10 +24,12 @@ from tests.live import LiveServer, backend_env, live_server
 from tests.services import unique
 
 CONCURRENT = 8
-# Before the fix the loop was blocked ~150 ms per login, one after another: the worst /health
-# took 0.2 to 0.4 s here (over 1 s on a busier host), and the stalls added up to ~1 s.
-HEALTH_MAX = 0.3
+# Before the fix the loop was blocked ~150 ms per login, one after another: nearly every /health
+# probe taken during the burst was late by 50 ms or more, and the stalls added up to ~1 s. After
+# it, a late probe is a stray (a GC pause, the 2-core CI host busy with the argon2 threads), so
+# the checks are on the share of late probes and their total, not on the single worst one.
 STALL = 0.05  # a probe later than this counts as stalled
+STALLED_SHARE_MAX = 0.2
 STALLED_MAX = 0.3
 _CSRF = re.compile(r'name="_csrf" value="([^"]+)"')
 
@@ -74,20 +76,30 @@ def load(base: str) -> tuple[list[int], list[float], float]:
         return statuses, prober.result(), elapsed
 
 
+def verdict(latencies: list[float]) -> tuple[float, float]:
+    late = [x for x in latencies if x > STALL]
+    return len(late) / len(latencies), sum(late)
+
+
 async def test_health_stays_fast_while_logins_hash(live: LiveServer) -> None:
-    statuses, latencies, elapsed = await asyncio.to_thread(load, live.http)
-    worst = [round(x, 3) for x in sorted(latencies)[-3:]]
-    stalled = sum(x for x in latencies if x > STALL)
-    print(
-        f"\n{CONCURRENT} logins in {elapsed:.2f} s; {len(latencies)} /health probes, worst {worst}, stalled {stalled:.2f} s"
-    )
-    assert statuses == [401] * CONCURRENT
-    # Each login really paid for a hash (no shortcut for unknown emails): ~8 x 100+ ms of work.
-    assert elapsed > 0.3
-    assert len(latencies) >= 5
-    assert max(latencies) < HEALTH_MAX, worst
-    # The total is what the loop lost: ~8 hashes' time (~1 s) when they ran on it.
-    assert stalled < STALLED_MAX, (stalled, worst)
+    # Warm-up: the login page's template and the dummy hash are made once, outside the measure.
+    assert await asyncio.to_thread(failed_login, live.http, "warm-up@example.com") == 401
+    for attempt in (1, 2):
+        statuses, latencies, elapsed = await asyncio.to_thread(load, live.http)
+        share, stalled = verdict(latencies)
+        worst = [round(x, 3) for x in sorted(latencies)[-3:]]
+        print(
+            f"\n{CONCURRENT} logins in {elapsed:.2f} s; {len(latencies)} /health probes, worst {worst}, "
+            f"{share:.0%} late, stalled {stalled:.2f} s"
+        )
+        assert statuses == [401] * CONCURRENT
+        # Each login really paid for a hash (no shortcut for unknown emails): ~8 x 100+ ms of work.
+        assert elapsed > 0.3
+        assert len(latencies) >= 5
+        # One rerun absorbs a stray pause of the host; a loop that hashes fails both.
+        if share <= STALLED_SHARE_MAX and stalled < STALLED_MAX:
+            return
+        assert attempt == 1, (share, stalled, worst)
 
 
 async def test_worker_bounds_its_queue_and_frees_slots() -> None:
