@@ -31,6 +31,7 @@ from pushwire import ids
 from pushwire.errors import BackendUnavailable
 from pushwire.messaging.envelope import ENCODER, ClientMessage, Committed, Delivery, OutboxEnvelope, rfc3339
 from pushwire.messaging.epochs import EpochSeed
+from pushwire.storage import raw
 from pushwire.storage.database import Database
 from pushwire.storage.dialect import insert_ignore, rowcount, table_of, upsert, upsert_params, utcnow
 from pushwire.storage.models import Channel, IdempotencyRecord, Message, OutboxEntry
@@ -38,20 +39,21 @@ from pushwire.storage.models import Channel, IdempotencyRecord, Message, OutboxE
 OUTBOX_SHARDS = 16
 DEADLOCK_RETRIES = 5
 IDEMPOTENCY_WINDOW = dt.timedelta(hours=24)
+# SQLAlchemy's for the statements it runs, the drivers' own for the raw ones.
+_DATABASE_ERRORS: tuple[type[Exception], ...] = (OperationalError, DBAPIError, OSError, *raw.DRIVER_ERRORS)
 
 _CHANNELS = table_of(Channel)
 _MESSAGES = table_of(Message)
 _OUTBOX = table_of(OutboxEntry)
 _KEYS = table_of(IdempotencyRecord)
 
-# Dialect-neutral statements, built once; executed with a list of rows they are one executemany.
-_INSERT_MESSAGES = _MESSAGES.insert()
-_INSERT_OUTBOX = _OUTBOX.insert()
+# The rows of a transaction go in as one multi-row INSERT per table, on the driver (storage/raw.py).
+_MESSAGE_COLUMNS = (
+    "message_id", "app_id", "channel", "offset", "event", "data", "idempotency_key", "replay_of", "created_at"
+)  # fmt: skip
+_OUTBOX_COLUMNS = ("tenant_id", "app_id", "shard", "channel", "offset", "payload", "created_at")
 # (channel, offset) places each returned id: RETURNING's row order is not promised.
-_INSERT_OUTBOX_IDS = _OUTBOX.insert().returning(_OUTBOX.c.id, _OUTBOX.c.channel, _OUTBOX.c.offset)
-_READ_TOPS = sa.select(_CHANNELS.c.name, _CHANNELS.c.top_offset, _CHANNELS.c.epoch).where(
-    _CHANNELS.c.app_id == sa.bindparam("app_id"), _CHANNELS.c.name.in_(sa.bindparam("names", expanding=True))
-)
+_OUTBOX_RETURNING = ("id", "channel", "offset")
 _READ_KEYS = sa.select(_KEYS.c.key, _KEYS.c.message_id, _KEYS.c.result, _KEYS.c.created_at).where(
     _KEYS.c.app_id == sa.bindparam("app_id"), _KEYS.c.key.in_(sa.bindparam("keys", expanding=True))
 )
@@ -106,13 +108,14 @@ class PublishObserver(Protocol):
 
 _CLAIM_KEY = insert_ignore(_KEYS, "")
 _BUMP_COLUMNS = ("app_id", "name", "epoch", "top_offset", "created_at")
+_TOP_COLUMNS = ("name", "top_offset", "epoch")
 _KEY_COLUMNS = ("app_id", "key", "message_id", "result", "created_at")
 
 
-def _bump_statement(dialect: Dialect, rows: int) -> sa.Executable:
+def _bump_sql(dialect: Dialect, rows: int) -> str:
     # On a conflict RETURNING answers the row as updated: the bump and its read-back in one trip.
-    returning = ("name", "top_offset", "epoch") if dialect.insert_returning else ()
-    return upsert(dialect, _CHANNELS, _BUMP_COLUMNS, ("app_id", "name"), rows, add=("top_offset",), returning=returning)
+    returning = _TOP_COLUMNS if dialect.insert_returning else ()
+    return raw.upsert_sql(dialect, "channels", _BUMP_COLUMNS, ("app_id", "name"), rows, ("top_offset",), returning)
 
 
 class Publisher:
@@ -158,11 +161,13 @@ class Publisher:
                 # Core on a bare connection: the ORM's unit of work costs more than the SQL here.
                 async with self.db.writing() as conn:
                     results, committed = await self._publish(conn, tenant_id, app_id, requests, traceparent)
-            except (OperationalError, DBAPIError, OSError) as exc:
+            except _DATABASE_ERRORS as exc:
                 # A deadlock rolled the whole transaction back, so retrying cannot double-publish.
                 if _is_deadlock(exc) and attempt + 1 < DEADLOCK_RETRIES:
                     continue
                 if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not _is_unavailable(exc):
+                    raise
+                if isinstance(exc, raw.DRIVER_ERRORS) and not _is_unavailable(exc):
                     raise
                 raise BackendUnavailable("database", str(exc).splitlines()[0][:200]) from None
             if committed and self.handoff is not None:
@@ -212,6 +217,7 @@ class Publisher:
                 next_offset[ch] = (top - n + 1, epoch)
 
         ts = rfc3339(now)
+        stored_now = raw.stored_time(conn.dialect, now)
         message_rows: list[dict[str, Any]] = []
         outbox_rows: list[dict[str, Any]] = []
         staged: list[Committed] = []
@@ -251,7 +257,7 @@ class Publisher:
                         "data": data,
                         "idempotency_key": req.idempotency_key,
                         "replay_of": req.replay_of,
-                        "created_at": now,
+                        "created_at": stored_now,
                     }
                 )
                 outbox_rows.append(
@@ -262,7 +268,7 @@ class Publisher:
                         "channel": ch,
                         "offset": offset,
                         "payload": payload,
-                        "created_at": now,
+                        "created_at": stored_now,
                     }
                 )
                 staged.append(
@@ -285,13 +291,16 @@ class Publisher:
             results[i] = PublishResult(id=earlier.id, deliveries=earlier.deliveries, duplicate=True)
         committed: list[Committed] = []
         if message_rows:
-            await conn.execute(_INSERT_MESSAGES, message_rows)
+            dialect = conn.dialect
+            sql = raw.insert_sql(dialect, "messages", _MESSAGE_COLUMNS, len(message_rows))
+            await raw.execute(conn, sql, raw.flat(_MESSAGE_COLUMNS, message_rows))
             # MariaDB ≥ 10.5 and SQLite ≥ 3.35 return the ids; on MySQL the relay polls the rows.
-            if conn.dialect.insert_returning:
-                placed = {(ch, off): row_id for row_id, ch, off in await conn.execute(_INSERT_OUTBOX_IDS, outbox_rows)}
+            returning = _OUTBOX_RETURNING if dialect.insert_returning else ()
+            sql = raw.insert_sql(dialect, "outbox", _OUTBOX_COLUMNS, len(outbox_rows), returning)
+            placed_rows = await raw.execute(conn, sql, raw.flat(_OUTBOX_COLUMNS, outbox_rows), fetch=bool(returning))
+            if returning:
+                placed = {(ch, int(off)): row_id for row_id, ch, off in placed_rows}
                 committed = [msgspec.structs.replace(c, id=int(placed[(c.channel, c.offset)])) for c in staged]
-            else:
-                await conn.execute(_INSERT_OUTBOX, outbox_rows)
         if key_results:
             # Rows claimed above: one upsert stores every first 202 body.
             statement = upsert(
@@ -340,19 +349,15 @@ class Publisher:
         A channel seen for the first time is created with its derived initial epoch.
         """
         names = sorted(counts)
-        rows = [
-            {
-                "app_id": app_id,
-                "name": ch,
-                "epoch": self.epochs.initial(app_id, ch),
-                "top_offset": counts[ch],
-                "created_at": now,
-            }
-            for ch in names
-        ]
-        result = await conn.execute(_bump_statement(conn.dialect, len(rows)), upsert_params(_BUMP_COLUMNS, rows))
-        if not conn.dialect.insert_returning:
-            result = await conn.execute(_READ_TOPS, {"app_id": app_id, "names": names})
+        dialect = conn.dialect
+        stored_now = raw.stored_time(dialect, now)
+        args: list[Any] = []
+        for ch in names:
+            args += (app_id, ch, self.epochs.initial(app_id, ch), counts[ch], stored_now)
+        result = await raw.execute(conn, _bump_sql(dialect, len(names)), args, fetch=dialect.insert_returning)
+        if not dialect.insert_returning:
+            sql = raw.select_in_sql(dialect, "channels", _TOP_COLUMNS, "app_id", "name", len(names))
+            result = await raw.execute(conn, sql, [app_id, *names], fetch=True)
         return {name: (int(top), str(epoch)) for name, top, epoch in result}
 
 
@@ -362,9 +367,9 @@ def _is_deadlock(exc: BaseException) -> bool:
     return "1213" in text or "1205" in text or "database is locked" in text
 
 
-def _is_unavailable(exc: DBAPIError) -> bool:
+def _is_unavailable(exc: BaseException) -> bool:
     # MySQL client errors 2002/2003/2006/2013 and "server has gone away": the database is unreachable.
-    text = str(exc.orig)
+    text = str(getattr(exc, "orig", exc))
     return any(
         code in text for code in ("2002", "2003", "2006", "2013", "gone away", "Lost connection", "Can't connect")
     )
