@@ -102,9 +102,11 @@ def select_in_sql(dialect: Dialect, table: str, columns: tuple[str, ...], where:
 
 def _mysql_literal(value: Any) -> str:
     kind = type(value)
+    literal: str
     if kind is str:
         # A binary string literal: the column's charset takes its bytes as they are (UTF-8 here).
-        return "X'" + value.encode().hex() + "'"
+        literal = "X'" + value.encode().hex() + "'"
+        return literal
     if kind is int:
         return str(value)
     if kind is SQLLiteral:
@@ -112,9 +114,11 @@ def _mysql_literal(value: Any) -> str:
     if value is None:
         return "NULL"
     if kind is bytes:
-        return "X'" + value.hex() + "'"
+        literal = "X'" + value.hex() + "'"
+        return literal
     if kind is dt.datetime:
-        return value.strftime("'%Y-%m-%d %H:%M:%S.%f'")
+        literal = value.strftime("'%Y-%m-%d %H:%M:%S.%f'")
+        return literal
     raise TypeError(f"no MySQL literal for {kind.__name__}")
 
 
