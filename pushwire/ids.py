@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import secrets
 import time
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD)
 
 
-def _b32(value: int, length: int) -> str:
+def message_ids(n: int) -> list[str]:
+    """n ULIDs: 26 Crockford characters, 48-bit millisecond time then 80 random bits.
+
+    base64's C encoder does the work (a ULID is 130 bits: the 128 in 20 bytes encode to 32
+    characters whose first 6 are the 30 leading zero bits), and one urandom call serves all n:
+    per id, a loop over 26 digits and a getrandom syscall cost more than the rest of a message.
+    """
+    stamp = int(time.time() * 1000) << 80
+    noise = os.urandom(10 * n)
     out = []
-    for _ in range(length):
-        out.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    for i in range(n):
+        value = stamp | int.from_bytes(noise[10 * i : 10 * i + 10])
+        out.append(base64.b32encode(value.to_bytes(20)).translate(_FROM_RFC4648)[6:].decode())
+    return out
 
 
 def message_id() -> str:
-    """26 characters: 48-bit millisecond time then 80 random bits."""
-    return _b32(int(time.time() * 1000), 10) + _b32(secrets.randbits(80), 16)
+    return message_ids(1)[0]
 
 
 def tenant_id() -> str:

@@ -190,7 +190,7 @@ class Publisher:
         results: list[PublishResult | None] = [None] * len(requests)
         first_of_key: dict[str, int] = {}  # a key repeated inside one batch: later ones copy the first
         repeats: list[tuple[int, int]] = []
-        message_ids = [ids.message_id() for _ in requests]
+        message_ids = ids.message_ids(len(requests))
         for i, req in enumerate(requests):
             if req.idempotency_key is None:
                 continue
