@@ -10,6 +10,7 @@ offset) wherever the memory engine promises exactly-once in-process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import DefaultPartitioner
 
 from pushwire.bus.base import BusRecord, OutgoingRecord
 from pushwire.bus.kafka import KafkaBus
@@ -92,14 +94,26 @@ def _kafka_bus() -> KafkaBus:
 
 @pytest.fixture(params=["memory", "kafka"])
 async def ctx(request: pytest.FixtureRequest) -> AsyncIterator[Ctx]:
-    bus: AnyBus = MemoryBus() if request.param == "memory" else _kafka_bus()
+    async with _context(request.param) as context:
+        yield context
+
+
+@pytest.fixture
+async def kafka_ctx() -> AsyncIterator[Ctx]:
+    async with _context("kafka") as context:
+        yield context
+
+
+@contextlib.asynccontextmanager
+async def _context(kind: str) -> AsyncIterator[Ctx]:
+    bus: AnyBus = MemoryBus() if kind == "memory" else _kafka_bus()
     await bus.start()
-    context = Ctx(request.param, bus)
+    context = Ctx(kind, bus)
     try:
         yield context
     finally:
         await bus.close()
-        if request.param == "kafka":
+        if kind == "kafka":
             admin = AIOKafkaAdminClient(bootstrap_servers=_kafka_servers())
             await admin.start()
             try:
@@ -163,6 +177,39 @@ async def test_order_holds_per_key(ctx: Ctx) -> None:
         assert len({r.partition for r in recs}) == 1, f"{key!r} spread over partitions"
         seq = [int(r.value.split(b":")[1]) for r in recs]
         assert seq == sorted(seq) and len(seq) == len(range(int(key[1:]), 200, 7))
+
+
+async def test_a_publish_larger_than_a_produce_batch_arrives_whole_and_in_order(ctx: Ctx) -> None:
+    # ~1.5 MiB for one key and more for others: several produce batches per partition on Kafka.
+    topic = await ctx.topic(partitions=2)
+    pad = b"x" * 1500
+    sent = [OutgoingRecord(topic, f"k{i % 3}".encode(), b"%d:" % i + pad) for i in range(3000)]
+    await ctx.bus.publish(sent[:1000])
+    await ctx.bus.publish(sent[1000:])
+    got = Collector()
+    sub = await ctx.bus.subscribe(re.escape(topic), ctx.group(), got)
+    await _eventually(lambda: len(got.seen) == 3000, within=30)
+    await sub.stop()
+    _assert_batches_well_formed(got)
+    for k in range(3):
+        mine = sorted((r for r in got.seen.values() if r.key == f"k{k}".encode()), key=lambda r: r.offset)
+        assert [int(r.value.split(b":")[0]) for r in mine] == list(range(k, 3000, 3))
+        assert len({r.partition for r in mine}) == 1
+
+
+async def test_kafka_partitions_keys_as_the_java_client_does(kafka_ctx: Ctx) -> None:
+    """Producers of other versions (or languages) must put a channel on the same partition."""
+    ctx = kafka_ctx
+    topic = await ctx.topic(partitions=4)
+    keys = [f"room.{i}".encode() for i in range(40)]
+    await ctx.bus.publish([OutgoingRecord(topic, key, b"v") for key in keys])
+    got = Collector()
+    sub = await ctx.bus.subscribe(re.escape(topic), ctx.group(), got)
+    await _eventually(lambda: len(got.seen) == 40)
+    await sub.stop()
+    placed = {r.key: r.partition for r in got.seen.values()}
+    assert placed == {key: DefaultPartitioner()(key, [0, 1, 2, 3], [0, 1, 2, 3]) for key in keys}
+    assert len(set(placed.values())) > 1
 
 
 async def test_two_groups_each_get_everything(ctx: Ctx) -> None:
