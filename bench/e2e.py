@@ -47,7 +47,9 @@ def _pool(rate: int) -> int:
     return POOL if rate >= 100 else 8
 
 
-async def one_run(server: h.Server, app: h.BenchApp, sub: L.Client, rate: int, seconds: float) -> dict[str, Any]:
+async def one_run(
+    server: h.Server, app: h.BenchApp, sub: L.Client, rate: int, seconds: float, profile_out: Any = None
+) -> dict[str, Any]:
     n = max(1, int(rate * seconds))
     stats = sub.stats
     stats.sample_every = 1
@@ -74,11 +76,14 @@ async def one_run(server: h.Server, app: h.BenchApp, sub: L.Client, rate: int, s
     meter = h.CpuMeter({"server": server.pid, "generator": os.getpid()})
     await asyncio.sleep(max(0.0, p0 - time.perf_counter()))
     meter.start()
+    prof = h.Profiler(server.pid, seconds, profile_out) if profile_out is not None else None
     await sender.run(rate, p0)
     deadline = time.monotonic() + TIMEOUT
     while len(stats.latency) < n and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     cpu = meter.stop()
+    if prof is not None:
+        h.print_profile(f"e2e {rate}/s", prof.finish())
     unanswered = n - len(sender.answers)
     sender.close()
     statuses = R.statuses(sender.answers)
@@ -148,7 +153,8 @@ async def scenario(server: h.Server, app: h.BenchApp, args: argparse.Namespace, 
         for rate in args.e2e_rates:
             runs = []
             for k in range(3):
-                r = await one_run(server, app, sub, rate, args.e2e_seconds)
+                prof_out = h.profile_path("e2e", args.tag, rate) if args.profile and k == 0 else None
+                r = await one_run(server, app, sub, rate, args.e2e_seconds, prof_out)
                 runs.append(r)
                 print(
                     f"  {rate:>5}/s run {k + 1}: p50 {r['p50_ms']} p99 {r['p99_ms']} p99.9 {r['p999_ms']} max {r['max_ms']} ms"
