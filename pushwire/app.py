@@ -14,6 +14,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from pushwire import __version__
 from pushwire.api.admin import admin_config, admin_instances
 from pushwire.api.push import push, push_batch
+from pushwire.api.push_docs import document_push_routes
 from pushwire.api.reads import history, presence_bulk, presence_one
 from pushwire.console import console_router
 from pushwire.metrics.probes import Probes
@@ -97,4 +98,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     )
     app.state.runtime = runtime
     app.state.sampler = sampler
+    document_push_routes(app)
     return app

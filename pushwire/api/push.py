@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import msgspec
-from litestar import Request, Response, post
+from litestar import asgi
 
+from pushwire.api.raw_http import Receive, Scope, Send, header, read_body, send_json, signed_request
 from pushwire.api.schemas import BatchBody, BatchItem, BatchResult, PushAccepted
-from pushwire.api.signed import signed_caller
 from pushwire.api.validation import decode_error, parse_push, too_deep
 from pushwire.errors import ApiError
 from pushwire.messaging.publish import PublishRequest
@@ -25,24 +24,23 @@ def _check_enabled(runtime: Runtime) -> None:
 
 MAX_BATCH = 100
 _BATCH_DECODER = msgspec.json.Decoder(BatchBody)
-_DOC = "Signed with a server key (X-Pushwire-Key, -Timestamp, -Nonce, -Signature); scope `push`."
 
 
-@post(
-    "/api/v1/push",
-    status_code=202,
-    tags=["server API"],
-    summary="Publish one message (202 after the database commit)",
-    description=_DOC,
-    request_max_body_size=1024 * 1024,
-)
-async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[PushAccepted]:
+_ACCEPTED = msgspec.json.Encoder()
+
+
+@asgi("/api/v1/push", is_mount=False, copy_scope=False, name="push")
+async def push(scope: Scope, receive: Receive, send: Send) -> None:
+    """POST /api/v1/push: one message, 202 after the database commit (see raw_http for why ASGI)."""
     arrived = time.time_ns()
+    runtime: Runtime = scope["litestar_app"].state.runtime
+    body = await read_body(scope, receive)
     # Authenticated first: a refused request never opens a span (a flood of 401s writes nothing).
     # The push rate is taken with the nonce (one cache round trip), unless publishing is paused.
-    caller, body = await signed_caller(request, runtime, "push", cost=1 if runtime.push_enabled else 0)
+    cost = 1 if runtime.push_enabled else 0
+    caller = await runtime.auth.authenticate(signed_request(scope, body), "push", cost)
     sampled = runtime.tracing.sampled()  # decided first: an unsampled push creates no span at all
-    incoming = request.headers.get("traceparent") if sampled else None
+    incoming = header(scope, b"traceparent") if sampled else None
     with push_span(runtime.tracing.tracer, "/api/v1/push", incoming, None, arrived, sampled=sampled) as span:
         if span.is_recording():
             span.set_attributes(
@@ -68,26 +66,25 @@ async def push(request: Request[Any, Any, Any], runtime: Runtime) -> Response[Pu
                     "http.response.status_code": 202,
                 }
             )
-    return Response(
-        PushAccepted(id=result.id, deliveries=result.deliveries, duplicate=result.duplicate), status_code=202
-    )
+    accepted = PushAccepted(id=result.id, deliveries=result.deliveries, duplicate=result.duplicate)
+    await send_json(send, 202, _ACCEPTED.encode(accepted))
 
 
-@post(
-    "/api/v1/push/batch",
-    status_code=200,
-    tags=["server API"],
-    summary="Publish up to 100 messages; one result per message, in order",
-    description=_DOC,
-)
-async def push_batch(request: Request[Any, Any, Any], runtime: Runtime) -> BatchResult:
+_BATCH_RESULT = msgspec.json.Encoder()
+
+
+@asgi("/api/v1/push/batch", is_mount=False, copy_scope=False, name="push_batch")
+async def push_batch(scope: Scope, receive: Receive, send: Send) -> None:
+    """POST /api/v1/push/batch: up to 100 messages, one result per message, in order."""
     arrived = time.time_ns()
+    runtime: Runtime = scope["litestar_app"].state.runtime
     # Parsed during authentication, so its valid messages are taken from the push rate in the same
     # cache round trip as the nonce; its errors are raised after the signature's (the spec's order).
-    batch = _Batch(await request.body(), runtime.push_enabled)
-    caller, _ = await signed_caller(request, runtime, "push", cost=batch)  # before the span, as for push
+    body = await read_body(scope, receive)
+    batch = _Batch(body, runtime.push_enabled)
+    caller = await runtime.auth.authenticate(signed_request(scope, body), "push", batch)  # before the span
     sampled = runtime.tracing.sampled()
-    incoming = request.headers.get("traceparent") if sampled else None
+    incoming = header(scope, b"traceparent") if sampled else None
     with push_span(runtime.tracing.tracer, "/api/v1/push/batch", incoming, None, arrived, sampled=sampled) as span:
         if span.is_recording():
             span.set_attributes(
@@ -97,7 +94,8 @@ async def push_batch(request: Request[Any, Any, Any], runtime: Runtime) -> Batch
                     "instance_id": runtime.settings.instance_id,
                 }
             )
-        return await _publish_batch(runtime, caller, batch, downstream_traceparent(span))
+        result = await _publish_batch(runtime, caller, batch, downstream_traceparent(span))
+    await send_json(send, 200, _BATCH_RESULT.encode(result))
 
 
 class _Batch:
