@@ -140,3 +140,20 @@ async def test_sse_streams_count_and_keep_their_route(live: LiveServer, monkeypa
                 assert [c["transport"] for c in (await pw.presence("a"))["connections"]] == ["sse"]
     await _eventually(lambda: _live_count(live, app.app_id, 0), timeout=10)
     assert (await _poll(live, app, "c")).status_code == 200
+
+
+async def test_polls_count_against_the_per_user_limit(live: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "POLL_GRACE", 2.0, raising=False)
+    monkeypatch.setattr(store, "POLL_REFRESH", 0.3, raising=False)
+    app = await live.new_app(max_connections=100, max_connections_per_user=2)
+    first = [await _poll(live, app, "a") for _ in range(2)]
+    assert [r.status_code for r in first] == [200, 200]
+    third = await _poll(live, app, "a")
+    assert (third.status_code, third.json()["error"]) == (429, "connection_limit"), third.text
+    assert "per-user" in third.json()["message"]
+    assert await _ws_close_code(live, app, "a") == 4004  # WebSocket sees the same count
+    assert await _ws_close_code(live, app, "other") is None  # other users are not held back
+    # Once the finished polls' grace has passed, the user may poll again.
+    await _eventually(lambda: _live_count(live, app.app_id, 0), timeout=10)
+    again = await _poll(live, app, "a")
+    assert again.status_code == 200, again.text

@@ -4,15 +4,18 @@ app or the tenant disabled. Single node, on SQLite + memory and on MariaDB + Red
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 
+import httpx
 import pytest
 import websockets
 
 from pushwire.realtime.protocol import Close
 from pushwire.tenants.views import AppCreated, ClientKeySecret
 from tests.live import Client, LiveServer
+from tests.realtime.sse_reader import SseEvents
 
 CLOSE_WITHIN = 5.0  # seconds; the notice is in-process here, so it is really milliseconds
 
@@ -100,3 +103,19 @@ async def test_a_malformed_notice_is_ignored(live: LiveServer) -> None:
     assert live.runtime.revocation.applied == applied
     assert await still_open(client)
     await client.close()
+
+
+async def test_an_sse_stream_ends_on_the_revocation_notice_alone(live: LiveServer) -> None:
+    """No message wakes the stream: the revocation notice itself ends it, with the reconnect event."""
+    token = live.token("rev-sse-notice")
+    async with (
+        httpx.AsyncClient(base_url=live.http, headers={"Authorization": f"Bearer {token}"}, timeout=40) as http,
+        http.stream("GET", "/api/v1/sse") as response,
+    ):
+        events = SseEvents(response)
+        await events.until("welcome")
+        t0 = time.monotonic()
+        await live.runtime.tenancy.revoke_client_key(live.created.client_key.kid, live.app_id, live.tenant_id)
+        last = await events.until("reconnect", timeout=CLOSE_WITHIN)
+        assert json.loads(last["data"])["code"] == Close.UNAUTHORIZED
+        assert await events.next() is None and time.monotonic() - t0 < CLOSE_WITHIN
