@@ -16,6 +16,7 @@ from litestar import Litestar
 
 from pushwire.app import create_app
 from pushwire.cli.tenancy import mint_token
+from pushwire.realtime.transports.direct import DirectWebSocketProtocol
 from pushwire.runtime import Runtime
 from pushwire.sdk import AsyncServerClient
 from pushwire.settings import load_settings
@@ -92,7 +93,7 @@ async def live_server(env: dict[str, str], relay: bool = True) -> AsyncIterator[
         app,
         host="127.0.0.1",
         port=port,
-        ws="websockets-sansio",
+        ws=DirectWebSocketProtocol,  # as `pushwire run` serves it
         ws_max_size=64 * 1024,
         ws_per_message_deflate=False,
         log_level="warning",

@@ -30,6 +30,7 @@ def run(host: str, port: int, log_level: str, no_relay: bool) -> None:
     import uvicorn
 
     from pushwire.app import create_app
+    from pushwire.realtime.transports.direct import DirectWebSocketProtocol
     from pushwire.runtime import Runtime
 
     settings = settings_or_exit()
@@ -46,8 +47,9 @@ def run(host: str, port: int, log_level: str, no_relay: bool) -> None:
         proxy_headers=False,
         access_log=settings.access_log,
         log_config=log_config(settings.access_log),
+        # uvicorn's websockets-sansio, plus direct frame writes (realtime/transports/direct.py).
         # Compression off by default: ~3x the memory per idle connection when negotiated.
-        ws="websockets-sansio",
+        ws=DirectWebSocketProtocol,
         ws_per_message_deflate=False,
         ws_max_size=64 * 1024,
         timeout_graceful_shutdown=10,

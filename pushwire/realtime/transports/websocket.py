@@ -2,7 +2,8 @@
 
 Token and Origin are checked before the upgrade (401/403 as plain HTTP, through the ASGI
 denial-response extension). After that the reader loop feeds frames to Connections and the
-session's writer task owns all sends.
+session's writer task owns all sends: written straight to the socket when the server offers the
+`pushwire.direct` extension (direct.py), else as ASGI messages.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pushwire.realtime.connections import LimitReached
 from pushwire.realtime.protocol import MAX_FRAME_BYTES, Close
 from pushwire.realtime.session import Session
 from pushwire.realtime.transports.auth import identify, origin_allowed
+from pushwire.realtime.transports.direct import EXTENSION, DirectWriter
 from pushwire.runtime import Runtime
 
 
@@ -28,8 +30,19 @@ class WebSocketTransport:
 
     def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
         self._send = socket.send
+        # Frames go straight to the socket where the server offers it (`pushwire run`: direct.py).
+        writer = (socket.scope.get("extensions") or {}).get(EXTENSION)
+        self._direct: DirectWriter | None = writer if isinstance(writer, DirectWriter) and writer.usable else None
+
+    @property
+    def direct(self) -> bool:
+        """True when frames are written straight to the socket."""
+        return self._direct is not None
 
     async def send_frames(self, frames: list[str]) -> None:
+        if self._direct is not None:
+            await self._direct.send_text(frames)
+            return
         for frame in frames:
             await self._send({"type": "websocket.send", "text": frame, "bytes": None})
 
