@@ -75,6 +75,9 @@ class Session:
         # hub.deliver spans (a few per traced message) waiting for their frame to be sent.
         self._watched = WatchedSpans()
         self._inflight = 0  # frames of the batch being written
+        # A transport that can write a frame at once (direct.py) takes live frames without the
+        # writer task while nothing is queued before them: no wake-up, no coroutine per delivery.
+        self._try_send: Callable[[str], bool] | None = getattr(transport, "try_send", None)
 
     @property
     def app_id(self) -> str:
@@ -180,7 +183,11 @@ class Session:
 
     def watch(self, span: Span) -> None:
         """End `span` once the frame just queued (the last one) has been sent."""
-        self._watched.add(self.delivered + self._inflight + len(self._out.frames), span)
+        marker = self.delivered + self._inflight + len(self._out.frames)
+        if marker <= self.delivered:
+            span.end()  # written at once (direct transport)
+        else:
+            self._watched.add(marker, span)
 
     def _sent(self) -> None:
         self._watched.sent(self.delivered)
@@ -212,7 +219,12 @@ class Session:
 
     # -- sending --------------------------------------------------------------
     def enqueue(self, frame: str) -> None:
-        if self.closing is None and (refused := self._out.push(frame)) is not None:
+        if self.closing is not None:
+            return
+        if self._try_send is not None and not self._out.frames and not self._inflight and self._try_send(frame):
+            self.delivered += 1
+            return
+        if (refused := self._out.push(frame)) is not None:
             self.close_soon(Close.SLOW_CONSUMER, refused)
 
     def enqueue_replay(self, frames: list[str]) -> None:

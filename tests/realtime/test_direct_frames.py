@@ -4,10 +4,14 @@ taking that path (with the test client's ASGI path as the fallback)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from websockets.frames import OP_TEXT, Frame
 from websockets.streams import StreamReader
 
+from pushwire.realtime.session import Session
+from pushwire.realtime.tokens import ClientIdentity
 from pushwire.realtime.transports.direct import text_frame
 from pushwire.realtime.transports.websocket import WebSocketTransport
 from tests.live import Client, LiveServer
@@ -52,3 +56,70 @@ async def test_live_connections_are_written_directly(live: LiveServer) -> None:
         got = await c.messages(3)
         assert [m["data"]["text"] for m in got] == ["small", "m" * 1_000, "é" * 70_000]
         assert [m["offset"] for m in got] == [1, 2, 3]
+
+
+class _Direct:
+    """A transport that writes at once while `open`, else makes the session queue."""
+
+    kind = "ws"
+
+    def __init__(self) -> None:
+        self.open = True
+        self.now: list[str] = []  # written by try_send
+        self.batches: list[list[str]] = []  # written by the session's writer task
+
+    def try_send(self, frame: str) -> bool:
+        if self.open:
+            self.now.append(frame)
+        return self.open
+
+    async def send_frames(self, frames: list[str]) -> None:
+        self.batches.append(list(frames))
+
+    async def close(self, code: int, reason: str) -> None:
+        return None
+
+
+def _session(transport: _Direct) -> Session:
+    identity = ClientIdentity(
+        app_id="1",
+        tenant_id="t",
+        user_id="u",
+        channels=("room.*",),
+        info=None,
+        expires_at=0.0,
+        max_connections=10,
+        max_connections_per_user=10,
+        allowed_origins=(),
+    )
+    return Session("s1", identity, transport)
+
+
+async def test_frames_go_out_at_once_only_behind_nothing_queued() -> None:
+    transport = _Direct()
+    session = _session(transport)
+    transport.open = False
+    session.enqueue("welcome")  # the socket is paused: queued
+    transport.open = True
+    session.enqueue("a")  # the queue is not empty: behind "welcome", not past it
+    assert transport.now == [] and session.pending_frames() == 2
+    session.start()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert transport.batches == [["welcome", "a"]] and session.delivered == 2
+    session.enqueue("b")  # nothing queued now: written at once, no writer wake-up
+    assert transport.now == ["b"] and session.pending_frames() == 0 and session.delivered == 3
+    span = _Span()
+    session.watch(span)  # its frame is out already: the span ends now
+    assert span.ended
+    transport.open = False
+    session.enqueue("c")
+    assert session.pending_frames() == 1 and transport.now == ["b"]
+    await session.stop()
+
+
+class _Span:
+    ended = False
+
+    def end(self) -> None:
+        self.ended = True

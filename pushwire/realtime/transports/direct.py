@@ -49,6 +49,14 @@ class DirectWriter:
         p = self._protocol
         return p.handshake_complete and not p.close_sent and not p.disconnected and p.initial_response is None
 
+    def try_write(self, frame: str) -> bool:
+        """Write `frame` now unless the transport has paused writing or the connection closes."""
+        p = self._protocol
+        if not p.writable.is_set() or p.close_sent or p.disconnected:
+            return False
+        p.transport.write(text_frame(frame))
+        return True
+
     async def send_text(self, frames: list[str]) -> None:
         """Write `frames`; waits only while the transport has paused writing (the peer does not
         read), as uvicorn's own send does, so a slow reader backs up into its session's queue."""

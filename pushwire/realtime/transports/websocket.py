@@ -39,6 +39,10 @@ class WebSocketTransport:
         """True when frames are written straight to the socket."""
         return self._direct is not None
 
+    def try_send(self, frame: str) -> bool:
+        """Write `frame` now if the socket takes it without waiting (the session's fast path)."""
+        return self._direct is not None and self._direct.try_write(frame)
+
     async def send_frames(self, frames: list[str]) -> None:
         if self._direct is not None:
             await self._direct.send_text(frames)
