@@ -34,7 +34,8 @@ P99_MS = 100.0
 TRIALS = 3
 IN_WINDOW = 0.9
 # first offered deliveries/s of each ladder (then × 1.5 a step), by server
-START = {"pushwire": 5_000, "socketio": 5_000, "websockets": 40_000, "picows": 80_000, "pushwire-unicast": 1_000}
+# Pushwire starts where websockets does since its frames go straight to the sockets (issue 13).
+START = {"pushwire": 40_000, "socketio": 5_000, "websockets": 40_000, "picows": 80_000, "pushwire-unicast": 1_000}
 MAX_STEPS = 12
 
 
@@ -112,6 +113,8 @@ async def trial(pub: Any, fleet: L.Fleet, pid: int, offered: int, seconds: float
         **published,
         "kept_rate": kept_rate,
         "expected": expected,
+        # What the whole messages of the window ask for (2.5 messages a second are sent as 2).
+        "asked_per_s": round(published["wanted"] * (1 if unicast else n) / seconds, 1),
         "delivered_pct": round(100.0 * with_grace / expected, 3) if expected else 0.0,
         "deliveries_per_s": round(in_window / window, 1),
         "eventually": stats.messages - base,
@@ -145,7 +148,7 @@ def median_of(trials: list[dict[str, Any]]) -> dict[str, Any]:
         m["delivered_pct"] is not None
         and m["delivered_pct"] >= SUSTAINED_PCT
         and m["kept_rate"]
-        and (m["deliveries_per_s"] or 0) >= IN_WINDOW * trials[0]["offered"]
+        and (m["deliveries_per_s"] or 0) >= IN_WINDOW * min(trials[0]["offered"], trials[0]["asked_per_s"])
     )
     m["sustainable"] = bool(m["delivers"] and m["p99_ms"] is not None and m["p99_ms"] <= P99_MS)
     return m
