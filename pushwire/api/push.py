@@ -7,8 +7,9 @@ import time
 import msgspec
 from litestar import asgi
 
-from pushwire.api.raw_http import Receive, Scope, Send, header, read_body, send_json, signed_request
+from pushwire.api.raw_http import Receive, Scope, Send, header, read_body, send_json
 from pushwire.api.schemas import BatchBody, BatchItem, BatchResult, PushAccepted
+from pushwire.api.signed import signed_request
 from pushwire.api.validation import decode_error, parse_push, too_deep
 from pushwire.errors import ApiError
 from pushwire.messaging.publish import PublishRequest

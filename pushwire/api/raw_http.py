@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from pushwire.errors import ApiError
-from pushwire.tenants.auth import SignedRequest
 
 MAX_BODY = 1024 * 1024
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -42,21 +41,6 @@ async def read_body(scope: Scope, receive: Receive, limit: int = MAX_BODY) -> by
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def signed_request(scope: Scope, body: bytes) -> SignedRequest:
-    """What authentication needs of the request (the same fields as the Litestar path's)."""
-    raw_path = scope.get("raw_path")
-    path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) and raw_path else scope["path"]
-    client = scope.get("client")
-    return SignedRequest(
-        method=scope["method"],
-        path=path.split("?", 1)[0],
-        raw_query=scope.get("query_string", b"").decode("latin-1"),
-        headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-        body=body,
-        peer=client[0] if client else None,
-    )
 
 
 def header(scope: Scope, name: bytes) -> str | None:

@@ -115,7 +115,7 @@ _KEY_COLUMNS = ("app_id", "key", "message_id", "result", "created_at")
 def _bump_sql(dialect: Dialect, rows: int) -> str:
     # On a conflict RETURNING answers the row as updated: the bump and its read-back in one trip.
     returning = _TOP_COLUMNS if dialect.insert_returning else ()
-    return raw.upsert_sql(dialect, "channels", _BUMP_COLUMNS, ("app_id", "name"), rows, ("top_offset",), returning)
+    return raw.upsert_sql(dialect, _CHANNELS.name, _BUMP_COLUMNS, ("app_id", "name"), rows, ("top_offset",), returning)
 
 
 class Publisher:
@@ -187,6 +187,7 @@ class Publisher:
 
         Returns the results in request order and the outbox rows to hand off (none without ids)."""
         now = utcnow()
+        stored_now = raw.stored_time(conn.dialect, now)  # as the raw statements take it, made once
         results: list[PublishResult | None] = [None] * len(requests)
         first_of_key: dict[str, int] = {}  # a key repeated inside one batch: later ones copy the first
         repeats: list[tuple[int, int]] = []
@@ -211,13 +212,12 @@ class Publisher:
                 per_channel[ch] += 1
         next_offset: dict[str, tuple[int, str]] = {}
         if per_channel:
-            tops = await self._bump(conn, app_id, per_channel, now)
+            tops = await self._bump(conn, app_id, per_channel, stored_now)
             for ch, n in per_channel.items():
                 top, epoch = tops[ch]
                 next_offset[ch] = (top - n + 1, epoch)
 
         ts = rfc3339(now)
-        stored_now = raw.stored_time(conn.dialect, now)
         message_rows: list[dict[str, Any]] = []
         outbox_rows: list[dict[str, Any]] = []
         staged: list[Committed] = []
@@ -292,11 +292,11 @@ class Publisher:
         committed: list[Committed] = []
         if message_rows:
             dialect = conn.dialect
-            sql = raw.insert_sql(dialect, "messages", _MESSAGE_COLUMNS, len(message_rows))
+            sql = raw.insert_sql(dialect, _MESSAGES.name, _MESSAGE_COLUMNS, len(message_rows))
             await raw.execute(conn, sql, raw.flat(_MESSAGE_COLUMNS, message_rows))
             # MariaDB ≥ 10.5 and SQLite ≥ 3.35 return the ids; on MySQL the relay polls the rows.
             returning = _OUTBOX_RETURNING if dialect.insert_returning else ()
-            sql = raw.insert_sql(dialect, "outbox", _OUTBOX_COLUMNS, len(outbox_rows), returning)
+            sql = raw.insert_sql(dialect, _OUTBOX.name, _OUTBOX_COLUMNS, len(outbox_rows), returning)
             placed_rows = await raw.execute(conn, sql, raw.flat(_OUTBOX_COLUMNS, outbox_rows), fetch=bool(returning))
             if returning:
                 placed = {(ch, int(off)): row_id for row_id, ch, off in placed_rows}
@@ -341,7 +341,7 @@ class Publisher:
         return earlier
 
     async def _bump(
-        self, conn: AsyncConnection, app_id: str, counts: dict[str, int], now: dt.datetime
+        self, conn: AsyncConnection, app_id: str, counts: dict[str, int], stored_now: Any
     ) -> dict[str, tuple[int, str]]:
         """Add `counts[channel]` to each channel's top offset in one statement; return (top, epoch).
 
@@ -350,13 +350,12 @@ class Publisher:
         """
         names = sorted(counts)
         dialect = conn.dialect
-        stored_now = raw.stored_time(dialect, now)
         args: list[Any] = []
         for ch in names:
             args += (app_id, ch, self.epochs.initial(app_id, ch), counts[ch], stored_now)
         result = await raw.execute(conn, _bump_sql(dialect, len(names)), args, fetch=dialect.insert_returning)
         if not dialect.insert_returning:
-            sql = raw.select_in_sql(dialect, "channels", _TOP_COLUMNS, "app_id", "name", len(names))
+            sql = raw.select_in_sql(dialect, _CHANNELS.name, _TOP_COLUMNS, "app_id", "name", len(names))
             result = await raw.execute(conn, sql, [app_id, *names], fetch=True)
         return {name: (int(top), str(epoch)) for name, top, epoch in result}
 

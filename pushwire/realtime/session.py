@@ -65,7 +65,6 @@ class Session:
         self.closing: tuple[int, str] | None = None
         self.closed = asyncio.Event()
         self.last_received = time.monotonic()
-        self.last_sent = time.monotonic()
         self.last_ping = 0.0
         self.delivered = 0
         self._writer: asyncio.Task[None] | None = None
@@ -266,7 +265,6 @@ class Session:
                     self._inflight = 0
                     self._out.sent()
                     self.delivered += len(batch)
-                    self.last_sent = time.monotonic()
                     if self._watched:
                         self._sent()
         except (OSError, RuntimeError, ConnectionError) as exc:
