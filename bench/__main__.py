@@ -19,7 +19,7 @@ import traceback
 
 from bench import harness as h
 
-SCENARIOS = ("limits", "push_api", "e2e", "recovery", "memory", "fanout")
+SCENARIOS = ("limits", "push_api", "e2e", "recovery", "memory", "connects", "fanout")
 SERVERS = ("pushwire", "socketio", "websockets", "picows")
 
 
@@ -44,7 +44,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="push_api: seconds per phase (default 5)")
     p.add_argument("--wait-quiet", type=float, default=10.0, help="seconds to wait for a quiet machine per scenario")
     p.add_argument(
-        "--profile", action="store_true", help="push_api, e2e: sample the server with py-spy (.venv/bin/py-spy)"
+        "--profile",
+        action="store_true",
+        help="push_api, e2e, connects: sample the server with py-spy (.venv/bin/py-spy)",
     )
     p.add_argument("--tag", default="", help="results as <date>-<tag>.json/.md (latest.md only without a tag)")
     return p

@@ -6,6 +6,7 @@ import collections
 import datetime as dt
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,11 @@ class Profiler:
             "--nonblocking",
         ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self) -> None:
+        """End the recording now (py-spy writes what it has on SIGINT)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
 
     def finish(self, top: int = 15) -> dict[str, Any]:
         if self.proc is None:

@@ -34,7 +34,7 @@ POLL_GRACE = 10.0
 POLL_REFRESH = 3.0
 
 
-def _current(now: dt.datetime) -> sa.ColumnElement[bool]:
+def current_routes(now: dt.datetime) -> sa.ColumnElement[bool]:
     """Routes that count: every WebSocket route, and polling routes within their grace."""
     return sa.or_(
         PresenceRoute.transport.not_in(POLLING),
@@ -53,7 +53,7 @@ class Route(msgspec.Struct, frozen=True):
 
 
 def _expired(r: PresenceRoute, now: dt.datetime) -> bool:
-    """The Python side of `_current`, for rows already read."""
+    """The Python side of `current_routes`, for rows already read."""
     return r.transport in POLLING and r.last_seen < now - dt.timedelta(seconds=POLL_GRACE)
 
 
@@ -132,9 +132,13 @@ class PresenceStore:
             except IntegrityError:
                 pass  # a concurrent poll of the same session added it
 
-    async def remove(self, session_id: str, app_id: str, user_id: str) -> None:
-        # last_seen first: a reader that sees the route gone must also see when the user left.
+    async def mark_left(self, app_id: str, user_id: str) -> None:
+        """The user's last-seen time; written before a route is deleted: a reader that sees the
+        route gone must also see when the user left."""
         await self.cache.set(f"lastseen:{app_id}:{user_id}", rfc3339(utcnow()).encode(), ttl=LAST_SEEN_TTL)
+
+    async def remove(self, session_id: str, app_id: str, user_id: str) -> None:
+        await self.mark_left(app_id, user_id)
         async with self.db.session() as s:
             await s.execute(
                 sa.delete(PresenceRoute).where(PresenceRoute.session_id == session_id, PresenceRoute.app_id == app_id)
@@ -184,13 +188,13 @@ class PresenceStore:
         if user_id is not None:
             q = q.where(PresenceRoute.user_id == user_id)
         async with self.db.session() as s:
-            return int(await s.scalar(q.where(_current(utcnow()))) or 0)
+            return int(await s.scalar(q.where(current_routes(utcnow()))) or 0)
 
     async def counts(self, app_id: str, user_id: str, besides: str | None = None) -> tuple[int, int]:
         """(the app's, the user's) current connections in one statement, not counting session `besides`."""
         q = sa.select(
             sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((PresenceRoute.user_id == user_id, 1), else_=0)), 0)
-        ).where(PresenceRoute.app_id == app_id, _current(utcnow()))
+        ).where(PresenceRoute.app_id == app_id, current_routes(utcnow()))
         if besides is not None:
             q = q.where(PresenceRoute.session_id != besides)
         async with self.db.session() as s:
@@ -239,7 +243,7 @@ class PresenceStore:
     async def online_users(self, app_id: str, limit: int = 500, search: str = "") -> list[UserPresence]:
         q = (
             sa.select(PresenceRoute.user_id)
-            .where(PresenceRoute.app_id == app_id, _current(utcnow()))
+            .where(PresenceRoute.app_id == app_id, current_routes(utcnow()))
             .distinct()
             .limit(limit)
         )

@@ -19,6 +19,7 @@ from pushwire import ids
 from pushwire.errors import BackendUnavailable
 from pushwire.messaging.history import ChannelState
 from pushwire.names import BROADCAST, is_channel, personal_channel
+from pushwire.presence.slots import RouteSlots
 from pushwire.presence.store import PresenceStore
 from pushwire.realtime import protocol as p
 from pushwire.realtime.acks import AckStore
@@ -44,11 +45,13 @@ class Connections:
         recovery: Recovery,
         acks: AckStore,
         presence: PresenceStore,
+        slots: RouteSlots,
         instance_id: str,
         heartbeat: int,
         ack_tracer: AckTracer | None = None,
     ) -> None:
         self.hub = hub
+        self.slots = slots
         # Set by the runtime: tells the user's connections on other instances about acks.
         self.read_sync: ReadSync | None = None
         self.recovery = recovery
@@ -63,8 +66,24 @@ class Connections:
         self._subscribe_budget: dict[str, tuple[float, float]] = {}
         self.gaps_filled = 0
 
+    async def admit(self, identity: ClientIdentity, transport: str) -> str:
+        """A new session's id with its route written, or LimitReached when the app or the user has
+        no connection to spare (checked and written in one batched transaction: presence/slots.py)."""
+        session_id = ids.session_id()
+        refused = await self.slots.take(
+            session_id,
+            identity.app_id,
+            identity.user_id,
+            transport,
+            identity.max_connections,
+            identity.max_connections_per_user,
+        )
+        if refused is not None:
+            raise LimitReached(refused)
+        return session_id
+
     async def check_limits(self, identity: ClientIdentity, session_id: str | None = None) -> None:
-        """Raise LimitReached when the app or the user has no connection to spare (`session_id`'s
+        """Polls: raise LimitReached when the app or the user has no connection to spare (`session_id`'s
         own route, a continuing poll session's, is not counted against it)."""
         app, user = await self.presence.counts(identity.app_id, identity.user_id, session_id)
         if app >= identity.max_connections:
@@ -92,8 +111,9 @@ class Connections:
         bounded = ChannelState(epoch=state.epoch, top=min(upto, state.top))
         await self.catch_up.run(session, channel, current, None, last, bounded, announce=False, lost_to=upto)
 
-    async def open(self, identity: ClientIdentity, transport: Transport) -> Session:
-        session = Session(ids.session_id(), identity, transport)
+    async def open(self, identity: ClientIdentity, transport: Transport, session_id: str) -> Session:
+        """The session of an admitted connection (`admit` wrote its route; `close` removes it)."""
+        session = Session(session_id, identity, transport)
         session.on_gap = self.fill_gap
         personal = personal_channel(identity.user_id)
         self.hub.attach(session)
@@ -101,9 +121,9 @@ class Connections:
         self.hub.subscribe(session, personal)
         self.hub.subscribe(session, BROADCAST)
         try:
-            await self.presence.add(session.id, identity.app_id, identity.user_id, self.instance_id, transport.kind)
             states = await self.recovery.state(identity.app_id, [personal, BROADCAST])
-            acked = await self.acks.get(identity.app_id, identity.user_id, personal)
+            # Nothing was ever sent to the user: no unread range, no ack to read.
+            acked = await self.acks.get(identity.app_id, identity.user_id, personal) if states[personal].top else 0
         except BaseException:
             self.hub.detach(session)
             raise
@@ -132,10 +152,18 @@ class Connections:
         self._bad_frames.pop(session.id, None)
         self._subscribe_budget.pop(session.id, None)
         await session.stop()
+        await self.release(session.id, session.app_id, session.user_id)
+
+    async def release(self, session_id: str, app_id: str, user_id: str) -> None:
+        """Give an admitted session's route back (also when it never opened)."""
         try:
-            await self.presence.remove(session.id, session.app_id, session.user_id)
+            await self.presence.mark_left(app_id, user_id)
         except BackendUnavailable as exc:
-            log.warning("presence route of %s not removed now (%s); the sweep will", session.id, exc)
+            log.warning("last-seen of %s not written (%s)", user_id, exc)
+        try:
+            await self.slots.give_back(session_id)
+        except BackendUnavailable as exc:
+            log.warning("presence route of %s not removed now (%s); the sweep will", session_id, exc)
 
     # -- frames ---------------------------------------------------------------
     async def handle(self, session: Session, raw: bytes | str) -> None:

@@ -21,6 +21,7 @@ from pushwire.errors import BackendUnavailable
 from pushwire.messaging.envelope import ENCODER
 from pushwire.messaging.history import ChannelState, History
 from pushwire.messaging.hot_history import HotHistory
+from pushwire.messaging.state_reads import StateReads
 
 # Most messages one subscribe replays; further behind is `recovered: false` (read the history API).
 MAX_REPLAY = 10_000
@@ -56,13 +57,14 @@ class Recovery:
     def __init__(self, history: History, hot: HotHistory) -> None:
         self.history = history
         self.hot = hot
+        self.state_reads = StateReads(history)
         # Replays begun, by where their first page came from; pages read; the largest (messages).
         self.sources: Counter[str] = Counter()
         self.pages = 0
         self.largest_page = 0
 
     async def state(self, app_id: str, channels: list[str]) -> dict[str, ChannelState]:
-        return await self.history.states(app_id, channels)
+        return await self.state_reads.states(app_id, channels)
 
     async def replay(
         self, app_id: str, channel: str, epoch: str | None, after: int, state: ChannelState, first: int = FIRST_PAGE

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from pushwire.messaging.history import History
 from pushwire.messaging.hot_history import HotHistory
+from pushwire.presence.slots import RouteSlots
 from pushwire.presence.store import PresenceStore
 from pushwire.realtime.acks import AckStore
 from pushwire.realtime.connections import Connections
@@ -68,6 +69,7 @@ class RealtimeRole:
             Recovery(History(db, shared.epochs), HotHistory(cache)),
             AckStore(db, cache),
             presence,
+            RouteSlots(db, instance_id),
             instance_id,
             settings.heartbeat,
             ack_tracer=shared.tracing.acks,
@@ -129,6 +131,7 @@ class RealtimeRole:
         try:
             await self.router.stop()
             await self.read_sync.stop()
+            await self.connections.slots.stop()
             await self.presence.remove_instance(self.shared.settings.instance_id)
         except Exception:
             log.exception("error while stopping the realtime role")

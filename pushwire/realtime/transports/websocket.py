@@ -82,14 +82,19 @@ async def websocket_endpoint(socket: WebSocket[Any, Any, Any], runtime: Runtime)
     if runtime.draining:
         await _deny(socket, 503, "unavailable", "this instance is shutting down; reconnect")
         return
+    connections = runtime.connections
     try:
-        await runtime.connections.check_limits(identity)
+        session_id = await connections.admit(identity, WebSocketTransport.kind)
     except LimitReached as exc:
         await socket.accept()
         await socket.close(code=Close.LIMIT, reason=str(exc))
         return
-    await socket.accept()
-    session = await runtime.connections.open(identity, WebSocketTransport(socket))
+    try:
+        await socket.accept()
+        session = await connections.open(identity, WebSocketTransport(socket), session_id)
+    except BaseException:
+        await connections.release(session_id, identity.app_id, identity.user_id)
+        raise
     reader = asyncio.create_task(_read(socket, session, runtime))
     closed = asyncio.create_task(session.closed.wait())
     try:
@@ -99,7 +104,7 @@ async def websocket_endpoint(socket: WebSocket[Any, Any, Any], runtime: Runtime)
             task.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.gather(reader, closed, return_exceptions=True)
-        await runtime.connections.close(session)
+        await connections.close(session)
 
 
 async def _read(socket: WebSocket[Any, Any, Any], session: Session, runtime: Runtime) -> None:
