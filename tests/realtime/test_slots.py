@@ -1,0 +1,114 @@
+"""Batched connection slots (presence/slots.py) and channel-position reads (messaging/state_reads.py),
+on SQLite and MariaDB: a connect storm shares transactions without ever passing a limit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from pushwire.cache.memory import MemoryCache
+from pushwire.messaging.epochs import EpochSeed
+from pushwire.messaging.history import ChannelState, History
+from pushwire.messaging.state_reads import StateReads
+from pushwire.presence.slots import APP_FULL, USER_FULL, RouteSlots
+from pushwire.presence.store import PresenceStore
+from pushwire.storage.database import Database
+from pushwire.tenants.crypto import SecretBox
+from pushwire.tenants.service import TenancyService
+from tests.services import unique
+
+
+async def _app(database: Database) -> str:
+    svc = TenancyService(database, SecretBox("x" * 32))
+    tenant = await svc.create_tenant(unique("t"))
+    return (await svc.create_app(tenant.tenant_id, "web")).app_id
+
+
+async def test_a_storm_of_takes_fills_the_app_limit_exactly_in_few_transactions(database: Database) -> None:
+    app = await _app(database)
+    slots = RouteSlots(database, "inst-a")
+    answers = await asyncio.gather(
+        *(slots.take(f"s{i}-{app}", app, f"u{i}", "ws", max_app=30, max_user=5) for i in range(50))
+    )
+    assert answers[:30] == [None] * 30  # decided in arrival order
+    assert answers[30:] == [APP_FULL] * 20
+    assert slots.transactions <= 3  # shared, not one per connect
+    presence = PresenceStore(database, MemoryCache())
+    assert await presence.count(app) == 30
+    await slots.stop()
+
+
+async def test_the_per_user_limit_holds_within_one_batch_and_across_batches(database: Database) -> None:
+    app = await _app(database)
+    slots = RouteSlots(database, "inst-a")
+    first = await asyncio.gather(*(slots.take(f"a{i}-{app}", app, "bob", "ws", 100, 3) for i in range(5)))
+    assert first == [None, None, None, USER_FULL, USER_FULL]
+    assert await slots.take(f"b-{app}", app, "bob", "ws", 100, 3) == USER_FULL
+    assert await slots.take(f"c-{app}", app, "carol", "ws", 100, 3) is None
+    await slots.stop()
+
+
+async def test_given_back_slots_are_free_for_the_next_take(database: Database) -> None:
+    app = await _app(database)
+    slots = RouteSlots(database, "inst-a")
+    assert await asyncio.gather(*(slots.take(f"g{i}-{app}", app, f"u{i}", "ws", 2, 1) for i in range(2))) == [
+        None,
+        None,
+    ]
+    assert await slots.take(f"g2-{app}", app, "u2", "ws", 2, 1) == APP_FULL
+    # A give-back and a take queued together: the delete runs first, so the take gets the slot.
+    back = asyncio.ensure_future(slots.give_back(f"g0-{app}"))
+    took = asyncio.ensure_future(slots.take(f"g3-{app}", app, "u3", "ws", 2, 1))
+    await back
+    assert await took is None
+    presence = PresenceStore(database, MemoryCache())
+    [u3] = await presence.users(app, ["u3"])
+    assert [r.session_id for r in u3.routes] == [f"g3-{app}"]
+    assert await presence.count(app) == 2
+    await slots.stop()
+
+
+async def test_a_failed_transaction_fails_every_waiter_and_the_next_batch_still_runs(database: Database) -> None:
+    app = await _app(database)
+    slots = RouteSlots(database, "inst-a")
+    assert await slots.take(f"d-{app}", app, "u", "ws", 10, 10) is None
+    # The same session id again breaks the primary key: that whole batch fails, loudly.
+    results = await asyncio.gather(
+        slots.take(f"d-{app}", app, "u", "ws", 10, 10),
+        slots.take(f"e-{app}", app, "v", "ws", 10, 10),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, Exception) for r in results)
+    assert await slots.take(f"f-{app}", app, "w", "ws", 10, 10) is None
+    await slots.stop()
+
+
+async def test_state_reads_share_one_query_and_answer_each_caller(database: Database) -> None:
+    app = await _app(database)
+    reads = StateReads(History(database, EpochSeed("seed")))
+    asked = [[f"personal:u{i}", "broadcast"] for i in range(40)]
+    answers = await asyncio.gather(*(reads.states(app, chs) for chs in asked))
+    assert [set(a) for a in answers] == [set(chs) for chs in asked]
+    assert all(a["broadcast"].top == 0 for a in answers)
+    assert reads.queries <= 3
+
+
+async def test_a_failed_state_read_fails_its_callers_and_later_reads_work(database: Database) -> None:
+    app = await _app(database)
+
+    class Broken(History):
+        fail = True
+
+        async def states(self, app_id: str, channels: Sequence[str]) -> dict[str, ChannelState]:
+            if self.fail:
+                raise RuntimeError("database gone")
+            return await super().states(app_id, channels)
+
+    history = Broken(database, EpochSeed("seed"))
+    reads = StateReads(history)
+    with pytest.raises(RuntimeError, match="database gone"):
+        await reads.states(app, ["room"])
+    history.fail = False
+    assert (await reads.states(app, ["room"]))["room"].top == 0
