@@ -20,7 +20,7 @@ import traceback
 from bench import harness as h
 
 SCENARIOS = ("limits", "push_api", "e2e", "recovery", "memory", "connects", "fanout")
-SERVERS = ("pushwire", "socketio", "websockets", "picows")
+SERVERS = ("pushwire", "socketio", "websockets", "picows", "litestar-ws")
 
 
 def _csv(kind: type) -> object:

@@ -53,7 +53,7 @@ async def trials(pid: int, url_for: Any, dialect: str, n: int) -> list[dict[str,
         )
         print(
             f"  {dialect:<9} trial {k + 1}: {len(fleet):,} in {took:.2f} s → {rate:8,.0f}/s · "
-            f"server {cpu['server']}% CPU, {cpu_us:,.0f} µs each · others {cpu['others']}%",
+            f"server {cpu['server']}% CPU, {cpu_us:,.0f} µs each · gen {cpu['generator']}% · others {cpu['others']}%",
             flush=True,
         )
         await fleet.close()
@@ -73,7 +73,7 @@ def summarise(server: str, ts: list[dict[str, Any]]) -> dict[str, Any]:
 def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
     n = 500 if args.quick else 2000
     runs: list[dict[str, Any]] = []
-    for name in [s for s in args.servers if s in ("pushwire", "websockets", "picows")]:
+    for name in [s for s in args.servers if s in ("pushwire", "litestar-ws", "websockets", "picows")]:
         print(f"\n[{NAME}] {S.LABELS[name]}: {n:,} clients × {TRIALS}, {IN_FLIGHT} in flight", flush=True)
         if name == "pushwire":
             with h.backend("sqlite") as b:

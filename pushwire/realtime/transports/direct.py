@@ -57,6 +57,11 @@ class DirectWriter:
         p.transport.write(text_frame(frame))
         return True
 
+    def end_reading(self) -> None:
+        """Wake the app's pending receive with a disconnect: the session closed from our side
+        (the close frame went out, or the peer never read it)."""
+        self._protocol.queue.put_nowait({"type": "websocket.disconnect", "code": 1006})
+
     async def send_text(self, frames: list[str]) -> None:
         """Write `frames`; waits only while the transport has paused writing (the peer does not
         read), as uvicorn's own send does, so a slow reader backs up into its session's queue."""

@@ -53,6 +53,11 @@ class WebSocketTransport:
     async def close(self, code: int, reason: str) -> None:
         await self._send({"type": "websocket.close", "code": int(code), "reason": reason[:120]})
 
+    def end_reading(self) -> None:
+        """The session closed: the handler's pending receive returns a disconnect (direct only)."""
+        if self._direct is not None:
+            self._direct.end_reading()
+
 
 async def _deny(socket: WebSocket[Any, Any, Any], status: int, code: str, message: str) -> None:
     if "websocket.http.response" in (socket.scope.get("extensions") or {}):
@@ -91,10 +96,25 @@ async def websocket_endpoint(socket: WebSocket[Any, Any, Any], runtime: Runtime)
         return
     try:
         await socket.accept()
-        session = await connections.open(identity, WebSocketTransport(socket), session_id)
+        transport = WebSocketTransport(socket)  # after accept: the direct writer needs the handshake done
+        session = await connections.open(identity, transport, session_id)
     except BaseException:
         await connections.release(session_id, identity.app_id, identity.user_id)
         raise
+    try:
+        if transport.direct:
+            # No task besides this one: a session that closes from our side ends the read.
+            session.on_closed = transport.end_reading
+            if not session.closed.is_set():
+                await _read(socket, session, runtime)
+        else:
+            await _read_until_closed(socket, session, runtime)
+    finally:
+        await connections.close(session)
+
+
+async def _read_until_closed(socket: WebSocket[Any, Any, Any], session: Session, runtime: Runtime) -> None:
+    """Servers without the direct extension: a reader task, ended when the session closes."""
     reader = asyncio.create_task(_read(socket, session, runtime))
     closed = asyncio.create_task(session.closed.wait())
     try:
@@ -104,7 +124,6 @@ async def websocket_endpoint(socket: WebSocket[Any, Any, Any], runtime: Runtime)
             task.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.gather(reader, closed, return_exceptions=True)
-        await connections.close(session)
 
 
 async def _read(socket: WebSocket[Any, Any, Any], session: Session, runtime: Runtime) -> None:
