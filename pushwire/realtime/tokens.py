@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pushwire.names import APP_ID_RE, BROADCAST, CHANNEL_RE, PERSONAL_PREFIX, is_channel, is_user_id, personal_channel
+from pushwire.realtime import jwt_plain
 from pushwire.storage.database import Database
 from pushwire.storage.models import App, ClientKey, Tenant
 from pushwire.tenants.crypto import SecretBox
@@ -83,6 +84,8 @@ class _Entry(msgspec.Struct, frozen=True):
     max_connections_per_user: int
     allowed_origins: tuple[str, ...]
     loaded_at: float
+    # HS256 only: the secret as PyJWT prepares it, for the plain-token path (jwt_plain.py).
+    hs_secret: bytes | None = None
 
 
 def _is_pattern(entry: object) -> bool:
@@ -112,6 +115,17 @@ def _unverified_app(token: str) -> object:
     except (ValueError, TypeError, RecursionError):  # RecursionError: deeply nested JSON
         raise TokenError("malformed token") from None
     return payload.get("app") if isinstance(payload, dict) else None
+
+
+def _hs_secret(alg: str, material: Any) -> bytes | None:
+    """An HS256 secret PyJWT would use as it is (long enough, not a PEM/SSH key), else None."""
+    if alg != "HS256":
+        return None
+    try:
+        secret = jwt.algorithms.HMACAlgorithm(jwt.algorithms.HMACAlgorithm.SHA256).prepare_key(material)
+    except jwt.PyJWTError:
+        return None
+    return secret if len(secret) >= jwt_plain.MIN_HS256_KEY else None
 
 
 class ClientTokenVerifier:
@@ -144,16 +158,21 @@ class ClientTokenVerifier:
     async def verify(self, token: str, app_hint: str | None = None) -> ClientIdentity:
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenError("token too long")
-        try:
-            header = jwt.get_unverified_header(token)
-        except (jwt.PyJWTError, RecursionError):
-            raise TokenError("malformed token") from None
+        plain = jwt_plain.parse(token)
+        if plain is not None:
+            header, app = plain.header, plain.claims.get("app")
+        else:
+            try:
+                header = jwt.get_unverified_header(token)
+            except (jwt.PyJWTError, RecursionError):
+                raise TokenError("malformed token") from None
         kid, alg = header.get("kid"), header.get("alg")
         if not isinstance(kid, str) or not kid:
             raise TokenError("token header has no kid")
         if alg not in ALGORITHMS:
             raise TokenError("algorithm not allowed")
-        app = _unverified_app(token)
+        if plain is None:
+            app = _unverified_app(token)
         if not isinstance(app, str) or APP_ID_RE.fullmatch(app) is None:
             raise TokenError("missing or invalid app claim")
         if app_hint is not None and app != app_hint:
@@ -169,7 +188,12 @@ class ClientTokenVerifier:
         if alg != key.alg:
             raise TokenError("algorithm not allowed")
 
-        claims = self._decode(token, key)
+        if plain is not None and key.hs_secret is not None:
+            if not jwt_plain.hs256_valid(plain, key.hs_secret):
+                raise TokenError("bad signature")
+            claims = plain.claims
+        else:
+            claims = self._decode(token, key)
         return self._identity(claims, app, key, kid)
 
     def expired(self, identity: ClientIdentity, now: float | None = None) -> bool:
@@ -301,6 +325,7 @@ class ClientTokenVerifier:
         if material is None:
             return None
         return _Entry(
+            hs_secret=_hs_secret(key.alg, material),
             alg=key.alg,
             material=material,
             revoked=key.revoked_at is not None,
