@@ -7,6 +7,8 @@ Nothing unverified is trusted beyond choosing which key to try.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import math
@@ -154,6 +156,7 @@ class ClientTokenVerifier:
         # Bumped by invalidate(): a load that started before an invalidation is not cached, so a
         # verify racing with a revocation cannot put the old key back for another `cache_ttl`.
         self._generation: dict[str, int] = {}
+        self._loading: dict[tuple[str, str], tuple[int, asyncio.Task[_Entry | None]]] = {}
 
     async def verify(self, token: str, app_hint: str | None = None) -> ClientIdentity:
         if len(token) > MAX_TOKEN_BYTES:
@@ -295,7 +298,14 @@ class ClientTokenVerifier:
         if entry is not None and time.monotonic() - entry.loaded_at < self.cache_ttl:
             return entry
         generation = self._generation.get(app, 0)
-        entry = await self._load(app, kid)
+        # A connect storm after the entry expired: one load, shared (not one query per connect),
+        # in a task of its own so that a caller that hangs up does not cancel it for the others.
+        loading = self._loading.get(cache_key)
+        if loading is None or loading[0] != generation:
+            task = asyncio.get_running_loop().create_task(self._load(app, kid))
+            loading = self._loading[cache_key] = (generation, task)
+            task.add_done_callback(functools.partial(self._loaded, cache_key))
+        entry = await asyncio.shield(loading[1])
         self._cache.pop(cache_key, None)
         # Misses are not cached: random kids would otherwise evict the real keys.
         if entry is not None and self.cache_ttl > 0 and self._generation.get(app, 0) == generation:
@@ -303,6 +313,12 @@ class ClientTokenVerifier:
                 self._cache.pop(next(iter(self._cache)))  # dicts keep insertion order: oldest first
             self._cache[cache_key] = entry
         return entry
+
+    def _loaded(self, cache_key: tuple[str, str], task: asyncio.Task[_Entry | None]) -> None:
+        if self._loading.get(cache_key, (0, None))[1] is task:
+            del self._loading[cache_key]
+        if not task.cancelled():
+            task.exception()  # seen by its callers; retrieved here should they all have gone
 
     async def _load(self, app: str, kid: str) -> _Entry | None:
         if len(kid) > 64:

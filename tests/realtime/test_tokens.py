@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -313,3 +314,25 @@ def identity(channels: tuple[str, ...]) -> ClientIdentity:
 )
 def test_may_subscribe(channels: tuple[str, ...], channel: str, allowed: bool) -> None:
     assert identity(channels).may_subscribe(channel) is allowed
+
+
+async def test_a_connect_storm_loads_the_key_once(world: World) -> None:
+    loads = 0
+    load = world.verifier._load
+
+    async def counted(app: str, kid: str) -> Any:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.01)
+        return await load(app, kid)
+
+    world.verifier._load = counted  # type: ignore[method-assign]
+    tokens = [world.hs(world.claims(sub=f"s{i}")) for i in range(50)]
+    idents = await asyncio.gather(*(world.verifier.verify(t) for t in tokens))
+    assert [i.user_id for i in idents] == [f"s{i}" for i in range(50)]
+    assert loads == 1
+    # Revoked and invalidated: the next verify loads again and refuses.
+    await world.svc.revoke_client_key(world.a.client_key.kid, world.a.app_id, world.tenant_id)
+    world.verifier.invalidate(world.a.app_id)
+    await refused(world.verifier, tokens[1], "key revoked")
+    assert loads == 2
