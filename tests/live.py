@@ -95,6 +95,8 @@ async def live_server(env: dict[str, str], relay: bool = True) -> AsyncIterator[
         port=port,
         ws=DirectWebSocketProtocol,  # as `pushwire run` serves it
         ws_max_size=64 * 1024,
+        # No per-connection ping timer: the hub's one tick pings quiet clients (realtime/hub.py).
+        ws_ping_interval=None,
         ws_per_message_deflate=False,
         log_level="warning",
         lifespan="on",

@@ -47,6 +47,8 @@ def main() -> None:
         ws=DirectWebSocketProtocol,
         ws_per_message_deflate=False,
         ws_max_size=64 * 1024,
+        # No per-connection ping timer: the hub's one tick pings quiet clients (realtime/hub.py).
+        ws_ping_interval=None,
         lifespan="off",
     )
 

@@ -27,5 +27,7 @@ if __name__ == "__main__":
         ws="websockets-sansio",
         ws_per_message_deflate=True,
         ws_max_size=64 * 1024,
+        # No per-connection ping timer: the hub's one tick pings quiet clients (realtime/hub.py).
+        ws_ping_interval=None,
         lifespan="on",
     )

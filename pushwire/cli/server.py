@@ -55,6 +55,8 @@ def run(host: str, port: int, log_level: str, no_relay: bool) -> None:
         ws=DirectWebSocketProtocol,
         ws_per_message_deflate=False,
         ws_max_size=64 * 1024,
+        # No per-connection ping timer: the hub's one tick pings quiet clients (realtime/hub.py).
+        ws_ping_interval=None,
         timeout_graceful_shutdown=10,
         lifespan="on",
     )

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 import msgspec
 
@@ -138,11 +140,14 @@ class Connections:
         session.enqueue(p.encode(welcome))
         session.finish_subscription(BROADCAST, states[BROADCAST].top, [], None)
         # Unread compensation, paged. If the unread range can no longer be filled, it says so.
-        sub = session.subs[personal]
-        session.queue_replay(
-            personal,
-            lambda: self.catch_up.run(session, personal, sub, None, acked, states[personal], announce=False),
-        )
+        if acked == states[personal].top:  # nothing unread: live at once, no replay task
+            session.finish_subscription(personal, acked, [], None)
+        else:
+            sub = session.subs[personal]
+            session.queue_replay(
+                personal,
+                lambda: self.catch_up.run(session, personal, sub, None, acked, states[personal], announce=False),
+            )
         session.start()
         return session
 
@@ -167,24 +172,43 @@ class Connections:
 
     # -- frames ---------------------------------------------------------------
     async def handle(self, session: Session, raw: bytes | str) -> None:
+        work = self.handle_now(session, raw)
+        if work is not None:
+            await work
+
+    def receive(self, session: Session, text: str | None, data: bytes | None) -> Coroutine[Any, Any, None] | None:
+        """One WebSocket message: handled now, or the coroutine that finishes it (subscribe, ack)."""
+        size = len(text.encode()) if text is not None else len(data or b"")
+        if size > p.MAX_FRAME_BYTES:
+            session.close_soon(p.Close.TOO_BIG, "frame over 64 KiB")
+            return None
+        if text is None:
+            self.bad_frame(session, "frames are JSON text, not binary")
+            return None
+        return self.handle_now(session, text)
+
+    def handle_now(self, session: Session, raw: bytes | str) -> Coroutine[Any, Any, None] | None:
+        """Frames that need no I/O are handled here and now; the others are returned to be awaited
+        in order (realtime/inbox.py), so a ping costs no task and no coroutine."""
         session.last_received = time.monotonic()
         data = raw.encode() if isinstance(raw, str) else raw
         try:
             frame = p.CLIENT_FRAME_DECODER.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self.bad_frame(session, str(exc))
-            return
+            return None
         if isinstance(frame, p.Ping):
             session.enqueue(p.PONG)
         elif isinstance(frame, p.Pong):
             pass
         elif isinstance(frame, p.Subscribe):
-            await self.subscribe(session, frame.channel, frame.since)
+            return self.subscribe(session, frame.channel, frame.since)
         elif isinstance(frame, p.Unsubscribe):
             self.hub.unsubscribe(session, frame.channel)
             session.enqueue(p.encode(p.Unsubscribed(channel=frame.channel)))
         elif isinstance(frame, p.Ack):
-            await self.ack(session, frame.channel, frame.offset)
+            return self.ack(session, frame.channel, frame.offset)
+        return None
 
     def bad_frame(self, session: Session, message: str) -> None:
         self.refuse(session, "bad_frame", message[:200])

@@ -18,18 +18,47 @@ MAX_HELD_BYTES = 8 * 1024 * 1024
 REPLAY_ROOM = 256 * 1024
 
 
+# Shared by every queue that never held a frame: an idle connection allocates no deque.
+# Only push and push_paced add frames, and they swap in a queue of its own first.
+_NONE: deque[str] = deque(maxlen=0)
+
+
 class SendQueue:
+    __slots__ = ("_closed", "_room", "_wake", "buffered", "cap", "frames", "limit", "peak", "queued", "sending")
+
     def __init__(self, limit: int, cap: int = MAX_HELD_BYTES) -> None:
-        self.frames: deque[str] = deque()
+        self.frames: deque[str] = _NONE
         self.limit = limit
         self.cap = cap
         self.queued = 0
         self.sending = 0  # the batch being written
         self.buffered = 0  # live messages held while their channel replays
         self.peak = 0
-        self.wake = asyncio.Event()  # frames are waiting (or the session is closing)
-        self.room = asyncio.Event()  # a replay may read its next page
-        self.room.set()
+        # Made when someone first waits (a poll, a replay): most connections never do.
+        self._wake: asyncio.Event | None = None
+        self._room: asyncio.Event | None = None
+        self._closed = False
+
+    @property
+    def wake(self) -> asyncio.Event:
+        """Set while frames are waiting (or the session is closing)."""
+        if self._wake is None:
+            self._wake = asyncio.Event()
+            if self.frames or self._closed:
+                self._wake.set()
+        return self._wake
+
+    @property
+    def room(self) -> asyncio.Event:
+        """Set while a replay may read its next page."""
+        if self._room is None:
+            self._room = asyncio.Event()
+            if self._has_room():
+                self._room.set()
+        return self._room
+
+    def _has_room(self) -> bool:
+        return self._closed or self.queued + self.sending <= REPLAY_ROOM
 
     @property
     def total(self) -> int:
@@ -49,6 +78,8 @@ class SendQueue:
             return "send buffer full"
         if not self.fits(len(frame)):
             return "over the per-connection memory cap"
+        if self.frames is _NONE:
+            self.frames = deque()
         self.frames.append(frame)
         self.queued += len(frame)
         self._changed()
@@ -59,6 +90,8 @@ class SendQueue:
         size = sum(map(len, frames))
         if not self.fits(size):
             return "over the per-connection memory cap"
+        if self.frames is _NONE:
+            self.frames = deque()
         self.frames.extend(frames)
         self.queued += size
         self._changed()
@@ -82,8 +115,8 @@ class SendQueue:
             frame = self.frames.popleft()
             self.queued -= len(frame)
             out.append(frame)
-        if not self.frames:
-            self.wake.clear()
+        if not self.frames and self._wake is not None:
+            self._wake.clear()
         self._changed()
         return out
 
@@ -91,13 +124,23 @@ class SendQueue:
         """The session is closing: drop everything and release whoever waits."""
         self.frames.clear()
         self.queued = self.sending = self.buffered = 0
-        self.room.set()
-        self.wake.set()
+        self._closed = True
+        if self._room is not None:
+            self._room.set()
+        if self._wake is not None:
+            self._wake.set()
+
+    def release_room(self) -> None:
+        """The session ended: a replay waiting for room wakes (and sees it closing)."""
+        self._closed = True
+        if self._room is not None:
+            self._room.set()
 
     def _changed(self) -> None:
-        if self.frames:
-            self.wake.set()
-        if self.queued + self.sending <= REPLAY_ROOM:
-            self.room.set()
-        else:
-            self.room.clear()
+        if self.frames and self._wake is not None:
+            self._wake.set()
+        if self._room is not None:
+            if self._has_room():
+                self._room.set()
+            else:
+                self._room.clear()

@@ -46,6 +46,30 @@ class Transport(Protocol):
 
 
 class Session:
+    # Slots: one of these per connection, hundreds of thousands per instance.
+    __slots__ = (
+        "_closed",
+        "_closed_event",
+        "_closer",
+        "_inflight",
+        "_out",
+        "_replays",
+        "_started",
+        "_try_send",
+        "_watched",
+        "_writer",
+        "closing",
+        "delivered",
+        "id",
+        "identity",
+        "last_ping",
+        "last_received",
+        "on_closed",
+        "on_gap",
+        "subs",
+        "transport",
+    )
+
     def __init__(
         self,
         session_id: str,
@@ -59,11 +83,10 @@ class Session:
         self.transport = transport
         self.subs: dict[str, ChannelSub] = {}
         self._out = SendQueue(queue_bytes, max_held)
-        self._replays = ReplayLane(
-            f"replay-{session_id}", lambda: self.close_soon(Close.RECONNECT, "replay failed; resume with since")
-        )
+        self._replays: ReplayLane | None = None  # made by the first replay
         self.closing: tuple[int, str] | None = None
-        self.closed = asyncio.Event()
+        self._closed = False
+        self._closed_event: asyncio.Event | None = None  # made when someone waits for it
         self.last_received = time.monotonic()
         self.last_ping = 0.0
         self.delivered = 0
@@ -82,6 +105,19 @@ class Session:
         # A transport that can write a frame at once (direct.py) takes live frames without the
         # writer task while nothing is queued before them: no wake-up, no coroutine per delivery.
         self._try_send: Callable[[str], bool] | None = getattr(transport, "try_send", None)
+
+    @property
+    def has_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def closed(self) -> asyncio.Event:
+        """Set once the session has closed."""
+        if self._closed_event is None:
+            self._closed_event = asyncio.Event()
+            if self._closed:
+                self._closed_event.set()
+        return self._closed_event
 
     @property
     def app_id(self) -> str:
@@ -155,10 +191,16 @@ class Session:
     def queue_replay(self, channel: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run `run` after the replays before it; one still waiting for `channel` is dropped."""
         if self.closing is None:
+            if self._replays is None:
+                self._replays = ReplayLane(f"replay-{self.id}", self._replay_failed)
             self._replays.queue(channel, run)
 
+    def _replay_failed(self) -> None:
+        self.close_soon(Close.RECONNECT, "replay failed; resume with since")
+
     def cancel_replays(self) -> None:
-        self._replays.cancel()
+        if self._replays is not None:
+            self._replays.cancel()
 
     async def wait_for_room(self) -> bool:
         """Until a replay page may be read (False: the session is closing)."""
@@ -292,8 +334,10 @@ class Session:
             self._set_closed()
 
     def _set_closed(self) -> None:
-        if not self.closed.is_set():
-            self.closed.set()
+        if not self._closed:
+            self._closed = True
+            if self._closed_event is not None:
+                self._closed_event.set()
             if self.on_closed is not None:
                 self.on_closed()
 
@@ -312,7 +356,7 @@ class Session:
         """The connection ended from the other side: stop the writer quietly."""
         self.closing = self.closing or (Close.NORMAL, "disconnected")
         self.cancel_replays()
-        self._out.room.set()
+        self._out.release_room()
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)

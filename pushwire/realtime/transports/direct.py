@@ -13,12 +13,19 @@ ping/pong, the close handshake — stays uvicorn's and the websockets library's.
 internals (`transport`, `writable`, `close_sent`, `disconnected`): pyproject pins uvicorn's minor
 version, and the live tests run on it. Where the extension is absent (the test client, another
 server) the transport falls back to ASGI sends.
+
+Detached connections: once the app has its session, `DirectWriter.detach(inbox)` lets the ASGI
+handler return while the connection stays open. uvicorn's receive queue is replaced by a relay
+that hands every message it would have queued (frames, disconnects) to the inbox, and the
+handshake's request, response and Litestar's objects are released: an idle connection then holds
+no task, no coroutine frames and no queue (realtime/inbox.py handles its frames).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 EXTENSION = "pushwire.direct"
@@ -35,12 +42,39 @@ def text_frame(text: str) -> bytes:
     return b"\x81\x7f" + size.to_bytes(8, "big") + payload
 
 
+class Inbox(Protocol):
+    """Where a detached connection's incoming messages go."""
+
+    def message(self, text: str | None, data: bytes | None) -> None: ...
+
+    def disconnected(self, code: int) -> None: ...
+
+
+class _Relay:
+    """Stands in for uvicorn's receive queue after `detach`: what uvicorn would queue, the inbox gets."""
+
+    __slots__ = ("inbox",)
+
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+
+    def put_nowait(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "websocket.receive":
+            self.inbox.message(message.get("text"), message.get("bytes"))
+        elif kind == "websocket.disconnect":
+            self.inbox.disconnected(int(message.get("code") or 1005))
+
+    def empty(self) -> bool:
+        return True
+
+
 class DirectWriter:
     """Writes whole frames to one accepted connection's transport, in order."""
 
     __slots__ = ("_protocol",)
 
-    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+    def __init__(self, protocol: DirectWebSocketProtocol) -> None:
         self._protocol = protocol
 
     @property
@@ -56,6 +90,35 @@ class DirectWriter:
             return False
         p.transport.write(text_frame(frame))
         return True
+
+    def detach(self, inbox: Inbox) -> None:
+        """From now on `inbox` gets the connection's messages and the ASGI handler may return."""
+        p = self._protocol
+        pending, p.queue = p.queue, _Relay(inbox)  # type: ignore[assignment]
+        p.detached = True
+        # The handshake is over: what only it needed is released (the scope keeps what logs use).
+        p.request = p.response = None  # type: ignore[assignment]
+        p.scope = {k: p.scope[k] for k in ("type", "client", "server", "path")}  # type: ignore[assignment]
+        while not pending.empty():  # frames (or a disconnect) that came in before
+            p.queue.put_nowait(pending.get_nowait())
+        self.resume_reading()
+
+    def pause_reading(self) -> None:
+        """The inbox is behind: stop reading the socket (the peer's sends back up in TCP)."""
+        p = self._protocol
+        if not p.read_paused and not p.disconnected:
+            p.read_paused = True
+            p.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        p = self._protocol
+        if p.read_paused and not p.disconnected:
+            p.read_paused = False
+            p.transport.resume_reading()
+
+    async def close(self, code: int, reason: str) -> None:
+        """The closing handshake through uvicorn's own send (Litestar's objects may be gone)."""
+        await self._protocol.send({"type": "websocket.close", "code": code, "reason": reason})
 
     def end_reading(self) -> None:
         """Wake the app's pending receive with a disconnect: the session closed from our side
@@ -75,6 +138,46 @@ class DirectWriter:
 
 class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol, offering `pushwire.direct` in the ASGI scope."""
+
+    detached = False
+
+    async def run_asgi(self) -> None:
+        """uvicorn's, except that a detached connection stays open when the handler returns."""
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.close_timer is None and not self.detached:
+            self.transport.close()
+
+    def send_receive_event_to_app(self) -> None:
+        if not self.detached:
+            super().send_receive_event_to_app()
+            return
+        # Detached: the relay hands the message to the inbox, which pauses reading itself when behind.
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return
+        if self.curr_msg_data_type == "text":
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+            self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

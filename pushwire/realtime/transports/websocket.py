@@ -17,8 +17,9 @@ from litestar import WebSocket, websocket
 from litestar.types.asgi_types import WebSocketResponseStartEvent
 
 from pushwire.errors import ApiError
-from pushwire.realtime.connections import LimitReached
-from pushwire.realtime.protocol import MAX_FRAME_BYTES, Close
+from pushwire.realtime.connections import Connections, LimitReached
+from pushwire.realtime.inbox import SessionInbox
+from pushwire.realtime.protocol import Close
 from pushwire.realtime.session import Session
 from pushwire.realtime.transports.auth import identify, origin_allowed
 from pushwire.realtime.transports.direct import EXTENSION, DirectWriter
@@ -26,13 +27,15 @@ from pushwire.runtime import Runtime
 
 
 class WebSocketTransport:
+    __slots__ = ("_direct", "_send")
     kind = "ws"
 
     def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
-        self._send = socket.send
         # Frames go straight to the socket where the server offers it (`pushwire run`: direct.py).
         writer = (socket.scope.get("extensions") or {}).get(EXTENSION)
         self._direct: DirectWriter | None = writer if isinstance(writer, DirectWriter) and writer.usable else None
+        # Direct: nothing of Litestar's is kept, so it can all go when the handler returns.
+        self._send = None if self._direct is not None else socket.send
 
     @property
     def direct(self) -> bool:
@@ -47,11 +50,21 @@ class WebSocketTransport:
         if self._direct is not None:
             await self._direct.send_text(frames)
             return
+        assert self._send is not None
         for frame in frames:
             await self._send({"type": "websocket.send", "text": frame, "bytes": None})
 
     async def close(self, code: int, reason: str) -> None:
+        if self._direct is not None:
+            await self._direct.close(int(code), reason[:120])
+            return
+        assert self._send is not None
         await self._send({"type": "websocket.close", "code": int(code), "reason": reason[:120]})
+
+    def detach(self, connections: Connections, session: Session) -> None:
+        """Direct only: the connection outlives the handler; its frames go to the session's inbox."""
+        assert self._direct is not None
+        self._direct.detach(SessionInbox(connections, session, self._direct))
 
     def end_reading(self) -> None:
         """The session closed: the handler's pending receive returns a disconnect (direct only)."""
@@ -101,14 +114,16 @@ async def websocket_endpoint(socket: WebSocket[Any, Any, Any], runtime: Runtime)
     except BaseException:
         await connections.release(session_id, identity.app_id, identity.user_id)
         raise
+    if transport.direct:
+        # The handler returns; the connection stays open with no task of its own. The inbox ends
+        # the session on the disconnect, whichever side closes.
+        session.on_closed = transport.end_reading
+        transport.detach(connections, session)
+        if session.has_closed:  # closed before the inbox was there
+            transport.end_reading()
+        return
     try:
-        if transport.direct:
-            # No task besides this one: a session that closes from our side ends the read.
-            session.on_closed = transport.end_reading
-            if not session.closed.is_set():
-                await _read(socket, session, runtime)
-        else:
-            await _read_until_closed(socket, session, runtime)
+        await _read_until_closed(socket, session, runtime)
     finally:
         await connections.close(session)
 
@@ -127,18 +142,13 @@ async def _read_until_closed(socket: WebSocket[Any, Any, Any], session: Session,
 
 
 async def _read(socket: WebSocket[Any, Any, Any], session: Session, runtime: Runtime) -> None:
-    receive = socket.receive
-    while True:
+    receive, connections = socket.receive, runtime.connections
+    while session.closing is None:
         message = await receive()
         if message["type"] == "websocket.disconnect":
             return
-        text = cast(str | None, message.get("text"))
-        data = cast(bytes | None, message.get("bytes"))
-        size = len(text.encode()) if text is not None else len(data or b"")
-        if size > MAX_FRAME_BYTES:
-            session.close_soon(Close.TOO_BIG, "frame over 64 KiB")
-            return
-        if text is None:
-            runtime.connections.bad_frame(session, "frames are JSON text, not binary")
-            continue
-        await runtime.connections.handle(session, text)
+        work = connections.receive(
+            session, cast(str | None, message.get("text")), cast(bytes | None, message.get("bytes"))
+        )
+        if work is not None:
+            await work
