@@ -23,7 +23,9 @@ class StateReads:
     def __init__(self, history: History, max_inflight: int = MAX_INFLIGHT) -> None:
         self.history = history
         self.max_inflight = max_inflight
-        self._pending: dict[str, dict[str, asyncio.Future[ChannelState]]] = {}
+        # Per app, per channel, the callers' futures: each caller has its own, so one that hangs up
+        # cancels only its own wait, not the read the others share.
+        self._pending: dict[str, dict[str, list[asyncio.Future[ChannelState]]]] = {}
         self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.queries = 0
@@ -33,13 +35,17 @@ class StateReads:
         waiting = self._pending.setdefault(app_id, {})
         futures = {}
         for ch in channels:
-            fut = waiting.get(ch)
-            if fut is None:
-                fut = waiting[ch] = loop.create_future()
-            futures[ch] = fut
+            fut = futures[ch] = loop.create_future()
+            waiting.setdefault(ch, []).append(fut)
         self._kick()
-        # A caller that gives up must not cancel the shared read of the others.
-        return {ch: await asyncio.shield(fut) for ch, fut in futures.items()}
+        try:
+            return {ch: await fut for ch, fut in futures.items()}
+        finally:
+            for fut in futures.values():  # after a failure or a hang-up: none left unretrieved
+                if not fut.done():
+                    fut.cancel()
+                elif not fut.cancelled():
+                    fut.exception()
 
     def _kick(self) -> None:
         while self._pending and self._inflight < self.max_inflight:
@@ -54,21 +60,23 @@ class StateReads:
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._done, waiting))
 
-    def _done(self, waiting: dict[str, asyncio.Future[ChannelState]], task: asyncio.Task[None]) -> None:
+    def _done(self, waiting: dict[str, list[asyncio.Future[ChannelState]]], task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._inflight -= 1
         if task.cancelled():
             exc: BaseException = asyncio.CancelledError()
         else:
             exc = task.exception() or RuntimeError("channel positions not read")
-        for fut in waiting.values():  # only those the read did not answer (cancelled or failed)
-            if not fut.done():
-                fut.set_exception(exc)
+        for futures in waiting.values():  # only those the read did not answer (cancelled or failed)
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(exc)
         self._kick()
 
-    async def _read(self, app_id: str, waiting: dict[str, asyncio.Future[ChannelState]]) -> None:
+    async def _read(self, app_id: str, waiting: dict[str, list[asyncio.Future[ChannelState]]]) -> None:
         self.queries += 1
         states = await self.history.states(app_id, list(waiting))
-        for ch, fut in waiting.items():
-            if not fut.done():
-                fut.set_result(states[ch])
+        for ch, futures in waiting.items():
+            for fut in futures:
+                if not fut.done():
+                    fut.set_result(states[ch])

@@ -112,3 +112,14 @@ async def test_a_failed_state_read_fails_its_callers_and_later_reads_work(databa
         await reads.states(app, ["room"])
     history.fail = False
     assert (await reads.states(app, ["room"]))["room"].top == 0
+
+
+async def test_a_caller_that_hangs_up_does_not_cancel_the_shared_read(database: Database) -> None:
+    app = await _app(database)
+    reads = StateReads(History(database, EpochSeed("seed")))
+    gone = asyncio.ensure_future(reads.states(app, ["broadcast", "room"]))
+    stays = asyncio.ensure_future(reads.states(app, ["broadcast"]))
+    await asyncio.sleep(0)
+    gone.cancel()
+    assert (await stays)["broadcast"].top == 0
+    assert gone.cancelled()
