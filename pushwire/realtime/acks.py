@@ -34,7 +34,12 @@ class AckStore:
                 sa.select(Ack.offset).where(Ack.app_id == app_id, Ack.user_id == user_id, Ack.channel == channel)
             )
         value = int(offset or 0)
-        await self._cache(app_id, user_id, channel, value)
+        # Only if absent: an ack stored (and cached) since the read above must not be overwritten
+        # by the older value read here.
+        try:
+            await self.cache.set_if_absent(_key(app_id, user_id, channel), str(value).encode(), ttl=ACK_CACHE_TTL)
+        except BackendUnavailable:
+            pass  # the database has it
         return value
 
     async def advance(self, app_id: str, user_id: str, channel: str, offset: int) -> int:
