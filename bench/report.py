@@ -100,6 +100,28 @@ def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
         if not comp:
             row.update(target="≤ 16 KiB", met=v <= 16)
         rows.append(row)
+    con = sc.get("connects", {})
+    cruns = {r["server"]: r for r in con.get("runs", [])}
+    if "pushwire" in cruns:
+        r = cruns["pushwire"]
+        lim = cruns.get(LIMIT, {}).get("per_s")
+        floor = cruns.get("litestar-ws", {}).get("per_s")
+        detail = f"{r['server_cpu_us_per_connect']:,.0f} µs server CPU per connect"
+        if floor:
+            detail += f"; bare Litestar WebSocket route on uvicorn: {floor:,.0f}/s ({_ratio(r['per_s'], floor)} ×)"
+        rows.append(
+            {
+                "figure": f"connects/s ({con['settings']['clients']:,} new users, {con['settings']['in_flight']} in flight)",
+                "value": r["per_s"],
+                "unit": "connects/s",
+                "ceiling": cruns.get(CEILING, {}).get("per_s"),
+                "limit": lim,
+                "vs_limit": _ratio(r["per_s"], lim),
+                "target": "≥ 0.5 × websockets",
+                "met": bool(lim and r["per_s"] >= 0.5 * lim),
+                "detail": detail,
+            }
+        )
     rec = sc.get("recovery", {})
     lrange = sc.get("limits", {}).get("requests_per_s", {})
     lr = next((v for k, v in lrange.items() if k.startswith("LRANGE_100")), None)
