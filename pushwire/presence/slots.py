@@ -2,29 +2,40 @@
 
 A connect storm used to cost each connection its own count query, insert and commit (and each
 close its own delete). Here every take and give-back waiting when a transaction starts shares
-it: deletes first, then per app one count of the app's routes and one of the users' in the
-batch, the decisions in arrival order, one multi-row insert, one commit. One transaction runs at
-a time, so two connects of this instance never both take the app's last slot; an idle server
-runs a take at once (no added latency). Across instances the count is read-then-insert, as
-before. Polling sessions keep their own path (presence/store.py `upsert`), they are not a hot path.
+it: deletes first, the decisions in arrival order, one multi-row insert, one commit. One
+transaction runs at a time, so two connects of this instance never both take the app's last slot;
+an idle server runs a take at once (no added latency).
+
+Counts: this instance's own WebSocket routes are counted in memory (exact: only this class
+writes and deletes them). The rest — other instances' routes, and polling routes, which
+presence/store.py writes — is read from the database: the app's total at most once per
+REMOTE_TTL seconds per app (a scan of the app's routes), the batch's users' counts per batch
+(index lookups) when the app has any. So across instances a limit may be passed by what the
+others admitted in the last REMOTE_TTL seconds; a poll taken here forgets the cached total.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import sqlalchemy as sa
 
 from pushwire.errors import BackendUnavailable
-from pushwire.presence.store import current_routes
+from pushwire.presence.store import POLLING, current_routes
 from pushwire.storage.database import Database
 from pushwire.storage.dialect import table_of, utcnow
 from pushwire.storage.models import PresenceRoute
 
+_K = TypeVar("_K")
+
 # Takes per transaction: bounds the IN lists and the insert.
 MAX_BATCH = 500
+# How long another instance's (or a poll's) routes may go uncounted here, in seconds.
+REMOTE_TTL = 1.0
 APP_FULL = "the app is at its connection limit"
 USER_FULL = "this user is at the per-user connection limit"
 
@@ -49,6 +60,11 @@ class RouteSlots:
         self._gives: list[tuple[str, asyncio.Future[None]]] = []
         self._worker: asyncio.Task[None] | None = None
         self.transactions = 0
+        # This instance's WebSocket routes: per app, the total and per user.
+        self._mine: dict[str, int] = {}
+        self._mine_users: dict[tuple[str, str], int] = {}
+        # Per app: (routes not counted in `_mine`, when read).
+        self._others: dict[str, tuple[int, float]] = {}
 
     async def take(
         self, session_id: str, app_id: str, user_id: str, transport: str, max_app: int, max_user: int
@@ -59,12 +75,18 @@ class RouteSlots:
         self._kick()
         return await item.answer
 
-    async def give_back(self, session_id: str) -> None:
-        """Delete the session's route (done when this returns)."""
+    async def give_back(self, session_id: str, app_id: str, user_id: str) -> None:
+        """Delete the session's route (done when this returns; the slot is free at once)."""
+        _drop(self._mine, app_id)
+        _drop(self._mine_users, (app_id, user_id))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._gives.append((session_id, done))
         self._kick()
         await done
+
+    def forget_others(self, app_id: str) -> None:
+        """A route this class does not count was added here (a poll): read the app's total again."""
+        self._others.pop(app_id, None)
 
     def _kick(self) -> None:
         if self._worker is None:
@@ -107,6 +129,7 @@ class RouteSlots:
         self.transactions += 1
         routes = table_of(PresenceRoute)
         now = utcnow()
+        clock = time.monotonic()
         answers: list[str | None] = []
         async with self.db.writing() as conn:
             if gives:
@@ -117,19 +140,28 @@ class RouteSlots:
             app_counts: dict[str, int] = {}
             user_counts: dict[tuple[str, str], int] = {}
             for app_id, items in by_app.items():
-                live = current_routes(now)
-                total = await conn.scalar(
-                    sa.select(sa.func.count()).select_from(routes).where(routes.c.app_id == app_id, live)
+                # Routes not counted in memory: other instances' and polling ones, still current.
+                others = sa.and_(
+                    routes.c.app_id == app_id,
+                    sa.or_(routes.c.instance_id != self.instance_id, routes.c.transport.in_(POLLING)),
+                    current_routes(now),
                 )
-                app_counts[app_id] = int(total or 0)
-                users = sorted({t.user_id for t in items})
-                rows = await conn.execute(
-                    sa.select(routes.c.user_id, sa.func.count())
-                    .where(routes.c.app_id == app_id, routes.c.user_id.in_(users), live)
-                    .group_by(routes.c.user_id)
-                )
-                for user_id, n in rows:
-                    user_counts[(app_id, user_id)] = int(n)
+                cached = self._others.get(app_id)
+                if cached is None or clock - cached[1] > REMOTE_TTL:
+                    total = int(await conn.scalar(sa.select(sa.func.count()).select_from(routes).where(others)) or 0)
+                    cached = self._others[app_id] = (total, clock)
+                app_counts[app_id] = self._mine.get(app_id, 0) + cached[0]
+                for t in items:
+                    user_counts[(app_id, t.user_id)] = self._mine_users.get((app_id, t.user_id), 0)
+                if cached[0]:
+                    users = sorted({t.user_id for t in items})
+                    rows = await conn.execute(
+                        sa.select(routes.c.user_id, sa.func.count())
+                        .where(others, routes.c.user_id.in_(users))
+                        .group_by(routes.c.user_id)
+                    )
+                    for user_id, n in rows:
+                        user_counts[(app_id, user_id)] += int(n)
             admitted = []
             for t in takes:
                 key = (t.app_id, t.user_id)
@@ -154,6 +186,11 @@ class RouteSlots:
                     )
             if admitted:
                 await conn.execute(sa.insert(routes), admitted)
+        # Committed: these routes are this instance's now.
+        for row in admitted:
+            app_id, user_id = str(row["app_id"]), str(row["user_id"])
+            self._mine[app_id] = self._mine.get(app_id, 0) + 1
+            self._mine_users[(app_id, user_id)] = self._mine_users.get((app_id, user_id), 0) + 1
         return answers
 
     async def stop(self) -> None:
@@ -161,6 +198,14 @@ class RouteSlots:
             self._worker.cancel()
             with contextlib.suppress(BaseException):
                 await self._worker
+
+
+def _drop(counts: dict[_K, int], key: _K) -> None:
+    n = counts.get(key, 0) - 1
+    if n > 0:
+        counts[key] = n
+    else:
+        counts.pop(key, None)  # users who left leave nothing behind
 
 
 def _fail(

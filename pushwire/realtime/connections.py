@@ -166,7 +166,7 @@ class Connections:
         except BackendUnavailable as exc:
             log.warning("last-seen of %s not written (%s)", user_id, exc)
         try:
-            await self.slots.give_back(session_id)
+            await self.slots.give_back(session_id, app_id, user_id)
         except BackendUnavailable as exc:
             log.warning("presence route of %s not removed now (%s); the sweep will", session_id, exc)
 

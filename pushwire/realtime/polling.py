@@ -104,6 +104,7 @@ class Poller:
             retry = str(max(1, round(store.POLL_GRACE)))
             raise ApiError(429, "connection_limit", str(exc), headers={"Retry-After": retry}) from None
         await presence.upsert(session_id, identity.app_id, identity.user_id, self.c.instance_id, kind)
+        self.c.slots.forget_others(identity.app_id)  # a route its in-memory counts do not hold
 
     def rooms(self, identity: ClientIdentity, requested: list[str]) -> list[str]:
         if len(requested) > MAX_ROOMS:

@@ -59,7 +59,7 @@ async def test_given_back_slots_are_free_for_the_next_take(database: Database) -
     ]
     assert await slots.take(f"g2-{app}", app, "u2", "ws", 2, 1) == APP_FULL
     # A give-back and a take queued together: the delete runs first, so the take gets the slot.
-    back = asyncio.ensure_future(slots.give_back(f"g0-{app}"))
+    back = asyncio.ensure_future(slots.give_back(f"g0-{app}", app, "u0"))
     took = asyncio.ensure_future(slots.take(f"g3-{app}", app, "u3", "ws", 2, 1))
     await back
     assert await took is None
@@ -123,3 +123,20 @@ async def test_a_caller_that_hangs_up_does_not_cancel_the_shared_read(database: 
     gone.cancel()
     assert (await stays)["broadcast"].top == 0
     assert gone.cancelled()
+
+
+async def test_other_instances_and_polls_count_too(database: Database) -> None:
+    app = await _app(database)
+    presence = PresenceStore(database, MemoryCache())
+    await presence.add(f"o1-{app}", app, "bob", "inst-b", "ws")  # another instance's connection
+    await presence.add(f"o2-{app}", app, "bob", "inst-a", "longpoll")  # a poll of this instance
+    slots = RouteSlots(database, "inst-a")
+    assert await slots.take(f"a1-{app}", app, "bob", "ws", 10, 3) is None
+    assert await slots.take(f"a2-{app}", app, "bob", "ws", 10, 3) == USER_FULL  # 1 mine + 2 others
+    assert await slots.take(f"a3-{app}", app, "carol", "ws", 4, 3) is None
+    assert await slots.take(f"a4-{app}", app, "dave", "ws", 4, 3) == APP_FULL
+    # Given back: the slot is free at once, and the user's count leaves nothing behind.
+    await slots.give_back(f"a1-{app}", app, "bob")
+    assert (app, "bob") not in slots._mine_users
+    assert await slots.take(f"a5-{app}", app, "dave", "ws", 4, 3) is None
+    await slots.stop()
