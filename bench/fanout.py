@@ -250,7 +250,7 @@ async def pushwire_run(
 
 def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
-    for name in args.servers:
+    for name in [s for s in args.servers if s != "litestar-ws"]:  # the floor peer serves connects only
         print(f"\n[{NAME}] {S.LABELS.get(name, name)}", flush=True)
         if name == "pushwire":
             with h.backend("sqlite") as b:
