@@ -12,9 +12,7 @@ from pushwire.storage.database import Database
 from pushwire.storage.dialect import insert_ignore, utcnow
 from pushwire.storage.migrate import downgrade, upgrade
 from pushwire.storage.models import Base, Channel, Message
-from pushwire.tenants.crypto import SecretBox
-from pushwire.tenants.service import TenancyService
-from tests.services import MYSQL_SERVER_URL, unique
+from tests.services import MYSQL_SERVER_URL, new_app_id, unique
 
 EXPECTED_TABLES = set(Base.metadata.tables) | {"alembic_version"}
 
@@ -51,15 +49,9 @@ async def test_blank_mariadb_upgrades_to_head() -> None:
         await _admin(f"DROP DATABASE IF EXISTS {name}")
 
 
-async def _app(database: Database) -> str:
-    svc = TenancyService(database, SecretBox("x" * 32))
-    tenant = await svc.create_tenant(unique("t"))
-    return (await svc.create_app(tenant.tenant_id, "web")).app_id
-
-
 async def test_channel_names_are_case_sensitive(database: Database) -> None:
     """MySQL's default collation would merge `Room` and `room`; ours must not."""
-    app_id = await _app(database)
+    app_id = await new_app_id(database)
     async with database.session() as s:
         s.add_all([Channel(app_id=app_id, name="Room", epoch="e1"), Channel(app_id=app_id, name="room", epoch="e2")])
         await s.commit()
@@ -68,7 +60,7 @@ async def test_channel_names_are_case_sensitive(database: Database) -> None:
 
 
 async def test_channel_offset_is_unique(database: Database) -> None:
-    app_id = await _app(database)
+    app_id = await new_app_id(database)
     row = {"app_id": app_id, "channel": "c", "offset": 1, "event": "e", "data": "{}"}
     async with database.session() as s:
         s.add(Message(message_id="m1", **row))
@@ -80,7 +72,7 @@ async def test_channel_offset_is_unique(database: Database) -> None:
 
 
 async def test_insert_ignore_keeps_the_first_row(database: Database) -> None:
-    app_id = await _app(database)
+    app_id = await new_app_id(database)
     table = Channel.__table__
     async with database.session() as s:
         for epoch in ("first", "second"):
@@ -94,7 +86,7 @@ async def test_insert_ignore_keeps_the_first_row(database: Database) -> None:
 
 
 async def test_datetimes_round_trip_as_utc_with_microseconds(database: Database) -> None:
-    app_id = await _app(database)
+    app_id = await new_app_id(database)
     now = utcnow()
     async with database.session() as s:
         s.add(Channel(app_id=app_id, name="t", epoch="e", created_at=now))

@@ -15,19 +15,11 @@ from pushwire.messaging.state_reads import StateReads
 from pushwire.presence.slots import APP_FULL, USER_FULL, RouteSlots
 from pushwire.presence.store import PresenceStore
 from pushwire.storage.database import Database
-from pushwire.tenants.crypto import SecretBox
-from pushwire.tenants.service import TenancyService
-from tests.services import unique
-
-
-async def _app(database: Database) -> str:
-    svc = TenancyService(database, SecretBox("x" * 32))
-    tenant = await svc.create_tenant(unique("t"))
-    return (await svc.create_app(tenant.tenant_id, "web")).app_id
+from tests.services import new_app_id
 
 
 async def test_a_storm_of_takes_fills_the_app_limit_exactly_in_few_transactions(database: Database) -> None:
-    app = await _app(database)
+    app = await new_app_id(database)
     slots = RouteSlots(database, "inst-a")
     answers = await asyncio.gather(
         *(slots.take(f"s{i}-{app}", app, f"u{i}", "ws", max_app=30, max_user=5) for i in range(50))
@@ -41,7 +33,7 @@ async def test_a_storm_of_takes_fills_the_app_limit_exactly_in_few_transactions(
 
 
 async def test_the_per_user_limit_holds_within_one_batch_and_across_batches(database: Database) -> None:
-    app = await _app(database)
+    app = await new_app_id(database)
     slots = RouteSlots(database, "inst-a")
     first = await asyncio.gather(*(slots.take(f"a{i}-{app}", app, "bob", "ws", 100, 3) for i in range(5)))
     assert first == [None, None, None, USER_FULL, USER_FULL]
@@ -51,7 +43,7 @@ async def test_the_per_user_limit_holds_within_one_batch_and_across_batches(data
 
 
 async def test_given_back_slots_are_free_for_the_next_take(database: Database) -> None:
-    app = await _app(database)
+    app = await new_app_id(database)
     slots = RouteSlots(database, "inst-a")
     assert await asyncio.gather(*(slots.take(f"g{i}-{app}", app, f"u{i}", "ws", 2, 1) for i in range(2))) == [
         None,
@@ -71,7 +63,7 @@ async def test_given_back_slots_are_free_for_the_next_take(database: Database) -
 
 
 async def test_a_failed_transaction_fails_every_waiter_and_the_next_batch_still_runs(database: Database) -> None:
-    app = await _app(database)
+    app = await new_app_id(database)
     slots = RouteSlots(database, "inst-a")
     assert await slots.take(f"d-{app}", app, "u", "ws", 10, 10) is None
     # The same session id again breaks the primary key: that whole batch fails, loudly.
@@ -86,7 +78,7 @@ async def test_a_failed_transaction_fails_every_waiter_and_the_next_batch_still_
 
 
 async def test_state_reads_share_one_query_and_answer_each_caller(database: Database) -> None:
-    app = await _app(database)
+    app = await new_app_id(database)
     reads = StateReads(History(database, EpochSeed("seed")))
     asked = [[f"personal:u{i}", "broadcast"] for i in range(40)]
     answers = await asyncio.gather(*(reads.states(app, chs) for chs in asked))
@@ -96,7 +88,7 @@ async def test_state_reads_share_one_query_and_answer_each_caller(database: Data
 
 
 async def test_a_failed_state_read_fails_its_callers_and_later_reads_work(database: Database) -> None:
-    app = await _app(database)
+    app = await new_app_id(database)
 
     class Broken(History):
         fail = True
@@ -115,7 +107,7 @@ async def test_a_failed_state_read_fails_its_callers_and_later_reads_work(databa
 
 
 async def test_a_caller_that_hangs_up_does_not_cancel_the_shared_read(database: Database) -> None:
-    app = await _app(database)
+    app = await new_app_id(database)
     reads = StateReads(History(database, EpochSeed("seed")))
     gone = asyncio.ensure_future(reads.states(app, ["broadcast", "room"]))
     stays = asyncio.ensure_future(reads.states(app, ["broadcast"]))
@@ -126,7 +118,7 @@ async def test_a_caller_that_hangs_up_does_not_cancel_the_shared_read(database: 
 
 
 async def test_other_instances_and_polls_count_too(database: Database) -> None:
-    app = await _app(database)
+    app = await new_app_id(database)
     presence = PresenceStore(database, MemoryCache())
     await presence.add(f"o1-{app}", app, "bob", "inst-b", "ws")  # another instance's connection
     await presence.add(f"o2-{app}", app, "bob", "inst-a", "longpoll")  # a poll of this instance
