@@ -123,3 +123,12 @@ class _Span:
 
     def end(self) -> None:
         self.ended = True
+
+
+def test_a_message_is_framed_once_for_all_its_subscribers() -> None:
+    message = "".join(["{", '"type":"message"', "}"])  # built at run time: not an interned constant
+    first = text_frame(message)
+    assert text_frame(message) is first  # the same string (one delivery): the same bytes object
+    other = "".join(["{", '"type":"other"', "}"])
+    assert _parse_all(text_frame(other))[0].data == other.encode()
+    assert _parse_all(text_frame(message))[0].data == message.encode()

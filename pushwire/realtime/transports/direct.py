@@ -31,8 +31,24 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 EXTENSION = "pushwire.direct"
 
 
+class _Last:
+    """The last frame built: a delivery hands the same string to every subscriber, so the frame
+    is built once per message (per instance), not once per connection."""
+
+    text: str | None = None
+    frame = b""
+
+
 def text_frame(text: str) -> bytes:
     """A final, unmasked text frame (RFC 6455 §5.2) carrying `text`."""
+    if text is _Last.text:
+        return _Last.frame
+    frame = _build(text)
+    _Last.text, _Last.frame = text, frame
+    return frame
+
+
+def _build(text: str) -> bytes:
     payload = text.encode()
     size = len(payload)
     if size < 126:
