@@ -171,27 +171,21 @@ class Connections:
             log.warning("presence route of %s not removed now (%s); the sweep will", session_id, exc)
 
     # -- frames ---------------------------------------------------------------
-    async def handle(self, session: Session, raw: bytes | str) -> None:
-        work = self.handle_now(session, raw)
-        if work is not None:
-            await work
-
     def receive(self, session: Session, text: str | None, data: bytes | None) -> Coroutine[Any, Any, None] | None:
         """One WebSocket message: handled now, or the coroutine that finishes it (subscribe, ack)."""
-        size = len(text.encode()) if text is not None else len(data or b"")
-        if size > p.MAX_FRAME_BYTES:
+        raw = text.encode() if text is not None else (data or b"")  # encoded once: measured, then decoded
+        if len(raw) > p.MAX_FRAME_BYTES:
             session.close_soon(p.Close.TOO_BIG, "frame over 64 KiB")
             return None
         if text is None:
             self.bad_frame(session, "frames are JSON text, not binary")
             return None
-        return self.handle_now(session, text)
+        return self.handle_now(session, raw)
 
-    def handle_now(self, session: Session, raw: bytes | str) -> Coroutine[Any, Any, None] | None:
+    def handle_now(self, session: Session, data: bytes) -> Coroutine[Any, Any, None] | None:
         """Frames that need no I/O are handled here and now; the others are returned to be awaited
         in order (realtime/inbox.py), so a ping costs no task and no coroutine."""
         session.last_received = time.monotonic()
-        data = raw.encode() if isinstance(raw, str) else raw
         try:
             frame = p.CLIENT_FRAME_DECODER.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
