@@ -8,6 +8,7 @@ import asyncio
 import json
 
 import websockets
+from websockets.protocol import Protocol as FrameParser
 
 from tests.live import Client, LiveServer
 
@@ -44,6 +45,9 @@ async def test_idle_connections_hold_no_task(live: LiveServer) -> None:
         await _until(lambda: len(live.runtime.hub.sessions) >= 20)
         await asyncio.sleep(0.1)
         assert _connection_tasks() == []
+        # The handshake request is released: websockets' parser runs frames only.
+        parsers = [s.transport._direct._protocol.conn.parser for s in live.runtime.hub.sessions.values()]  # type: ignore[attr-defined]
+        assert parsers and all(g.gi_code is FrameParser.parse.__code__ for g in parsers)
         # ... and they still work both ways.
         await clients[0].send({"type": "ping"})
         assert (await clients[0].recv_until("pong"))["type"] == "pong"
