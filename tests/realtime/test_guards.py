@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 
+import httpx
 import jwt
 import pytest
 import websockets
@@ -61,6 +62,21 @@ async def test_bearer_header_is_accepted(live: LiveServer) -> None:
     ws = await websockets.connect(url, additional_headers={"Authorization": f"Bearer {live.token('ub')}"})
     assert json.loads(await ws.recv())["type"] == "welcome"
     await ws.close()
+
+
+async def test_a_percent_encoded_token_among_other_parameters_is_read(live: LiveServer) -> None:
+    token = live.token("uq").replace(".", "%2E")
+    url = f"ws://127.0.0.1:{live.port}/api/v1/ws?x=1&token={token}&y"
+    ws = await websockets.connect(url)
+    assert json.loads(await ws.recv())["type"] == "welcome"
+    await ws.close()
+
+
+async def test_plain_http_to_the_websocket_path_gets_426(live: LiveServer) -> None:
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"http://127.0.0.1:{live.port}/api/v1/ws?token={live.token('uh')}")
+    assert r.status_code == 426
+    assert r.json()["error"] == "upgrade_required"
 
 
 async def test_origin_allow_list(live: LiveServer) -> None:
