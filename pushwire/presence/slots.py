@@ -12,12 +12,19 @@ presence/store.py writes — is read from the database: the app's total at most 
 REMOTE_TTL seconds per app (a scan of the app's routes), the batch's users' counts per batch
 (index lookups) when the app has any. So across instances a limit may be passed by what the
 others admitted in the last REMOTE_TTL seconds; a poll taken here forgets the cached total.
+
+Decided in memory: while the app's cached total of uncounted routes is fresh and zero (a single
+node, or an app only this instance serves) and no take waits on the database, a take is decided
+from the in-memory counts at once and its route is written behind, with the next transaction.
+A route given back before it was written is never written. A write that fails is retried with a
+backoff; a crash loses only routes of connections that died with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -31,11 +38,14 @@ from pushwire.storage.dialect import table_of, utcnow
 from pushwire.storage.models import PresenceRoute
 
 _K = TypeVar("_K")
+log = logging.getLogger(__name__)
 
 # Takes per transaction: bounds the IN lists and the insert.
 MAX_BATCH = 500
 # How long another instance's (or a poll's) routes may go uncounted here, in seconds.
 REMOTE_TTL = 1.0
+# Seconds before a failed write of routes is tried again (doubling up to RETRY_MAX).
+RETRY_FIRST, RETRY_MAX = 0.2, 5.0
 APP_FULL = "the app is at its connection limit"
 USER_FULL = "this user is at the per-user connection limit"
 
@@ -65,20 +75,58 @@ class RouteSlots:
         self._mine_users: dict[tuple[str, str], int] = {}
         # Per app: (routes not counted in `_mine`, when read).
         self._others: dict[str, tuple[int, float]] = {}
+        # Routes decided in memory, not written yet (by session id), and takes in the running transaction.
+        self._unwritten: dict[str, dict[str, object]] = {}
+        self._deciding = 0
+        self._retry = 0.0
 
     async def take(
         self, session_id: str, app_id: str, user_id: str, transport: str, max_app: int, max_user: int
     ) -> str | None:
         """Write the session's route if the app and the user have a slot: None, else why not."""
+        if not self._takes and not self._deciding:
+            cached = self._others.get(app_id)
+            if cached is not None and cached[0] == 0 and time.monotonic() - cached[1] <= REMOTE_TTL:
+                return self._decide_now(session_id, app_id, user_id, transport, max_app, max_user)
         item = _Take(session_id, app_id, user_id, transport, max_app, max_user)
         self._takes.append(item)
         self._kick()
         return await item.answer
 
+    def _decide_now(
+        self, session_id: str, app_id: str, user_id: str, transport: str, max_app: int, max_user: int
+    ) -> str | None:
+        """Only this instance's routes count (the others' total is fresh and zero): no I/O."""
+        if self._mine.get(app_id, 0) >= max_app:
+            return APP_FULL
+        if self._mine_users.get((app_id, user_id), 0) >= max_user:
+            return USER_FULL
+        self._count_in(app_id, user_id)
+        self._unwritten[session_id] = self._row(session_id, app_id, user_id, transport, utcnow())
+        self._kick()
+        return None
+
+    def _row(self, session_id: str, app_id: str, user_id: str, transport: str, now: object) -> dict[str, object]:
+        return {
+            "session_id": session_id,
+            "app_id": app_id,
+            "user_id": user_id,
+            "instance_id": self.instance_id,
+            "transport": transport,
+            "since": now,
+            "last_seen": now,
+        }
+
+    def _count_in(self, app_id: str, user_id: str) -> None:
+        self._mine[app_id] = self._mine.get(app_id, 0) + 1
+        self._mine_users[(app_id, user_id)] = self._mine_users.get((app_id, user_id), 0) + 1
+
     async def give_back(self, session_id: str, app_id: str, user_id: str) -> None:
         """Delete the session's route (done when this returns; the slot is free at once)."""
         _drop(self._mine, app_id)
         _drop(self._mine_users, (app_id, user_id))
+        if self._unwritten.pop(session_id, None) is not None:
+            return  # never written: nothing to delete
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._gives.append((session_id, done))
         self._kick()
@@ -94,13 +142,25 @@ class RouteSlots:
 
     async def _work(self) -> None:
         try:
-            while self._takes or self._gives:
+            while self._takes or self._gives or self._unwritten:
+                if self._retry and not self._takes and not self._gives:
+                    await asyncio.sleep(self._retry)  # only writes behind are left, and the last failed
                 takes, self._takes = self._takes[: self.max_batch], self._takes[self.max_batch :]
                 gives, self._gives = self._gives, []
                 takes = [t for t in takes if not t.answer.done()]  # callers that hung up
+                behind, self._unwritten = self._unwritten, {}
+                self._deciding = len(takes)
                 try:
-                    answers = await self._transaction(takes, [sid for sid, _ in gives])
+                    answers = await self._transaction(takes, [sid for sid, _ in gives], list(behind.values()))
+                    self._retry = self._deciding = 0
                 except BaseException as exc:
+                    self._deciding = 0
+                    # Written behind: kept for the next try, unless given back meanwhile.
+                    gone = {sid for sid, _ in gives} | {sid for sid, _ in self._gives}
+                    self._unwritten = {sid: row for sid, row in behind.items() if sid not in gone} | self._unwritten
+                    self._retry = min(RETRY_MAX, self._retry * 2 or RETRY_FIRST)
+                    if behind:
+                        log.warning("%d presence routes not written yet (%s); retrying", len(behind), exc)
                     failure = exc if isinstance(exc, Exception) else BackendUnavailable("database", "interrupted")
                     for t in takes:
                         _fail(t.answer, failure)
@@ -116,6 +176,7 @@ class RouteSlots:
                     if not done.done():
                         done.set_result(None)
         finally:
+            self._deciding = 0
             self._worker = None
             # Cancelled (shutdown) with callers still waiting: they must not wait forever.
             for t in self._takes:
@@ -125,7 +186,9 @@ class RouteSlots:
             if self._takes or self._gives:
                 self._takes, self._gives = [], []
 
-    async def _transaction(self, takes: list[_Take], gives: list[str]) -> list[str | None]:
+    async def _transaction(
+        self, takes: list[_Take], gives: list[str], behind: list[dict[str, object]]
+    ) -> list[str | None]:
         self.transactions += 1
         routes = table_of(PresenceRoute)
         now = utcnow()
@@ -173,24 +236,12 @@ class RouteSlots:
                     answers.append(None)
                     app_counts[t.app_id] += 1
                     user_counts[key] = user_counts.get(key, 0) + 1
-                    admitted.append(
-                        {
-                            "session_id": t.session_id,
-                            "app_id": t.app_id,
-                            "user_id": t.user_id,
-                            "instance_id": self.instance_id,
-                            "transport": t.transport,
-                            "since": now,
-                            "last_seen": now,
-                        }
-                    )
-            if admitted:
-                await conn.execute(sa.insert(routes), admitted)
+                    admitted.append(self._row(t.session_id, t.app_id, t.user_id, t.transport, now))
+            if admitted or behind:
+                await conn.execute(sa.insert(routes), admitted + behind)
         # Committed: these routes are this instance's now.
         for row in admitted:
-            app_id, user_id = str(row["app_id"]), str(row["user_id"])
-            self._mine[app_id] = self._mine.get(app_id, 0) + 1
-            self._mine_users[(app_id, user_id)] = self._mine_users.get((app_id, user_id), 0) + 1
+            self._count_in(str(row["app_id"]), str(row["user_id"]))
         return answers
 
     async def stop(self) -> None:

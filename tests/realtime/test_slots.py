@@ -66,6 +66,7 @@ async def test_a_failed_transaction_fails_every_waiter_and_the_next_batch_still_
     app = await new_app_id(database)
     slots = RouteSlots(database, "inst-a")
     assert await slots.take(f"d-{app}", app, "u", "ws", 10, 10) is None
+    slots.forget_others(app)  # decided by the database, not in memory
     # The same session id again breaks the primary key: that whole batch fails, loudly.
     results = await asyncio.gather(
         slots.take(f"d-{app}", app, "u", "ws", 10, 10),
@@ -74,6 +75,60 @@ async def test_a_failed_transaction_fails_every_waiter_and_the_next_batch_still_
     )
     assert all(isinstance(r, Exception) for r in results)
     assert await slots.take(f"f-{app}", app, "w", "ws", 10, 10) is None
+    await slots.stop()
+
+
+async def _written(presence: PresenceStore, app: str, n: int) -> None:
+    async with asyncio.timeout(5):
+        while await presence.count(app) != n:
+            await asyncio.sleep(0.02)
+
+
+async def test_takes_decided_in_memory_are_written_behind_together(database: Database) -> None:
+    app = await new_app_id(database)
+    presence = PresenceStore(database, MemoryCache())
+    slots = RouteSlots(database, "inst-a")
+    assert await slots.take(f"m0-{app}", app, "u0", "ws", 5, 2) is None  # reads the others' total: 0
+    before = slots.transactions
+    # Decided at once from the in-memory counts, limits included; no transaction of their own.
+    answers = [await slots.take(f"m{i}-{app}", app, "bob", "ws", 5, 2) for i in range(1, 6)]
+    assert answers == [None, None, USER_FULL, USER_FULL, USER_FULL]
+    assert [await slots.take(f"n{i}-{app}", app, f"v{i}", "ws", 5, 2) for i in range(3)] == [None, None, APP_FULL]
+    await _written(presence, app, 5)
+    assert slots.transactions - before == 1
+    await slots.stop()
+
+
+async def test_a_route_given_back_before_it_was_written_is_never_written(database: Database) -> None:
+    app = await new_app_id(database)
+    presence = PresenceStore(database, MemoryCache())
+    slots = RouteSlots(database, "inst-a")
+    assert await slots.take(f"k0-{app}", app, "u0", "ws", 5, 2) is None
+    assert await slots.take(f"k1-{app}", app, "u1", "ws", 5, 2) is None  # in memory
+    await slots.give_back(f"k1-{app}", app, "u1")  # before the write behind ran
+    assert await slots.take(f"k2-{app}", app, "u2", "ws", 5, 2) is None
+    await _written(presence, app, 2)
+    [u1, u2] = await presence.users(app, ["u1", "u2"])
+    assert u1.routes == [] and [r.session_id for r in u2.routes] == [f"k2-{app}"]
+    await slots.stop()
+
+
+async def test_a_failed_write_behind_is_kept_and_retried(database: Database) -> None:
+    app = await new_app_id(database)
+    presence = PresenceStore(database, MemoryCache())
+    slots = RouteSlots(database, "inst-a")
+    assert await slots.take(f"r0-{app}", app, "u0", "ws", 5, 2) is None
+    await _written(presence, app, 1)
+    # A row already holds the next session's id: its write fails (primary key) until that row goes.
+    await presence.add(f"r1-{app}", app, "x", "inst-b", "ws")
+    assert await slots.take(f"r1-{app}", app, "u1", "ws", 5, 2) is None  # the others' total is still cached
+    async with asyncio.timeout(5):
+        while slots._retry == 0:
+            await asyncio.sleep(0.01)
+    await presence.remove(f"r1-{app}", app, "x")
+    await _written(presence, app, 2)
+    [u1] = await presence.users(app, ["u1"])
+    assert [(r.session_id, r.instance_id) for r in u1.routes] == [(f"r1-{app}", "inst-a")]
     await slots.stop()
 
 
