@@ -14,10 +14,11 @@ REMOTE_TTL seconds per app (a scan of the app's routes), the batch's users' coun
 others admitted in the last REMOTE_TTL seconds; a poll taken here forgets the cached total.
 
 Decided in memory: while the app's cached total of uncounted routes is fresh and zero (a single
-node, or an app only this instance serves) and no take waits on the database, a take is decided
-from the in-memory counts at once and its route is written behind, with the next transaction.
-A route given back before it was written is never written. A write that fails is retried with a
-backoff; a crash loses only routes of connections that died with it.
+node, or an app only this instance serves), a take is decided from the in-memory counts at once
+when it is within the limits even if every take still waiting on the database is admitted (else
+it waits its turn), and its route is written behind: at most every WRITE_BEHIND seconds, with
+any transaction that runs. A route given back before it was written is never written. A write
+that fails is retried with a backoff; a crash loses only routes of connections that died with it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500
 # How long another instance's (or a poll's) routes may go uncounted here, in seconds.
 REMOTE_TTL = 1.0
+# Seconds routes decided in memory wait to be written together.
+WRITE_BEHIND = 0.05
 # Seconds before a failed write of routes is tried again (doubling up to RETRY_MAX).
 RETRY_FIRST, RETRY_MAX = 0.2, 5.0
 APP_FULL = "the app is at its connection limit"
@@ -75,36 +78,43 @@ class RouteSlots:
         self._mine_users: dict[tuple[str, str], int] = {}
         # Per app: (routes not counted in `_mine`, when read).
         self._others: dict[str, tuple[int, float]] = {}
-        # Routes decided in memory, not written yet (by session id), and takes in the running transaction.
+        # Routes decided in memory, not written yet (by session id).
         self._unwritten: dict[str, dict[str, object]] = {}
-        self._deciding = 0
+        # Takes whose callers still wait on the database, per app and per user.
+        self._waiting: dict[str, int] = {}
+        self._waiting_users: dict[tuple[str, str], int] = {}
         self._retry = 0.0
+        self._hurry: asyncio.Event | None = None
 
     async def take(
         self, session_id: str, app_id: str, user_id: str, transport: str, max_app: int, max_user: int
     ) -> str | None:
         """Write the session's route if the app and the user have a slot: None, else why not."""
-        if not self._takes and not self._deciding:
-            cached = self._others.get(app_id)
-            if cached is not None and cached[0] == 0 and time.monotonic() - cached[1] <= REMOTE_TTL:
-                return self._decide_now(session_id, app_id, user_id, transport, max_app, max_user)
+        key = (app_id, user_id)
+        cached = self._others.get(app_id)
+        if cached is not None and cached[0] == 0 and time.monotonic() - cached[1] <= REMOTE_TTL:
+            # Only this instance's routes count: decided now, unless takes waiting on the database
+            # could change the answer.
+            app_n, user_n = self._mine.get(app_id, 0), self._mine_users.get(key, 0)
+            waiting = self._waiting.get(app_id, 0)
+            if app_n + waiting < max_app and user_n + self._waiting_users.get(key, 0) < max_user:
+                self._count_in(app_id, user_id)
+                self._unwritten[session_id] = self._row(session_id, app_id, user_id, transport, utcnow())
+                if self._worker is None:
+                    self._kick()
+                return None
+            if not waiting:
+                return APP_FULL if app_n >= max_app else USER_FULL
         item = _Take(session_id, app_id, user_id, transport, max_app, max_user)
         self._takes.append(item)
+        _add(self._waiting, app_id)
+        _add(self._waiting_users, key)
         self._kick()
-        return await item.answer
-
-    def _decide_now(
-        self, session_id: str, app_id: str, user_id: str, transport: str, max_app: int, max_user: int
-    ) -> str | None:
-        """Only this instance's routes count (the others' total is fresh and zero): no I/O."""
-        if self._mine.get(app_id, 0) >= max_app:
-            return APP_FULL
-        if self._mine_users.get((app_id, user_id), 0) >= max_user:
-            return USER_FULL
-        self._count_in(app_id, user_id)
-        self._unwritten[session_id] = self._row(session_id, app_id, user_id, transport, utcnow())
-        self._kick()
-        return None
+        try:
+            return await item.answer
+        finally:
+            _drop(self._waiting, app_id)
+            _drop(self._waiting_users, key)
 
     def _row(self, session_id: str, app_id: str, user_id: str, transport: str, now: object) -> dict[str, object]:
         return {
@@ -118,8 +128,8 @@ class RouteSlots:
         }
 
     def _count_in(self, app_id: str, user_id: str) -> None:
-        self._mine[app_id] = self._mine.get(app_id, 0) + 1
-        self._mine_users[(app_id, user_id)] = self._mine_users.get((app_id, user_id), 0) + 1
+        _add(self._mine, app_id)
+        _add(self._mine_users, (app_id, user_id))
 
     async def give_back(self, session_id: str, app_id: str, user_id: str) -> None:
         """Delete the session's route (done when this returns; the slot is free at once)."""
@@ -137,24 +147,30 @@ class RouteSlots:
         self._others.pop(app_id, None)
 
     def _kick(self) -> None:
+        if self._hurry is not None:
+            self._hurry.set()
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name="route-slots")
 
     async def _work(self) -> None:
         try:
             while self._takes or self._gives or self._unwritten:
-                if self._retry and not self._takes and not self._gives:
-                    await asyncio.sleep(self._retry)  # only writes behind are left, and the last failed
+                if not self._takes and not self._gives:
+                    # Only writes behind are left: gather more (longer after a failed write), unless
+                    # a take or a give-back needs a transaction now.
+                    self._hurry = asyncio.Event()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(max(self._retry, WRITE_BEHIND)):
+                            await self._hurry.wait()
+                    self._hurry = None
                 takes, self._takes = self._takes[: self.max_batch], self._takes[self.max_batch :]
                 gives, self._gives = self._gives, []
                 takes = [t for t in takes if not t.answer.done()]  # callers that hung up
                 behind, self._unwritten = self._unwritten, {}
-                self._deciding = len(takes)
                 try:
                     answers = await self._transaction(takes, [sid for sid, _ in gives], list(behind.values()))
-                    self._retry = self._deciding = 0
+                    self._retry = 0.0
                 except BaseException as exc:
-                    self._deciding = 0
                     # Written behind: kept for the next try, unless given back meanwhile.
                     gone = {sid for sid, _ in gives} | {sid for sid, _ in self._gives}
                     self._unwritten = {sid: row for sid, row in behind.items() if sid not in gone} | self._unwritten
@@ -176,7 +192,6 @@ class RouteSlots:
                     if not done.done():
                         done.set_result(None)
         finally:
-            self._deciding = 0
             self._worker = None
             # Cancelled (shutdown) with callers still waiting: they must not wait forever.
             for t in self._takes:
@@ -249,6 +264,10 @@ class RouteSlots:
             self._worker.cancel()
             with contextlib.suppress(BaseException):
                 await self._worker
+
+
+def _add(counts: dict[_K, int], key: _K) -> None:
+    counts[key] = counts.get(key, 0) + 1
 
 
 def _drop(counts: dict[_K, int], key: _K) -> None:

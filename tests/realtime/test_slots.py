@@ -99,6 +99,30 @@ async def test_takes_decided_in_memory_are_written_behind_together(database: Dat
     await slots.stop()
 
 
+@pytest.mark.parametrize(("max_app", "admitted", "refusals"), [(25, 21, {USER_FULL}), (15, 15, {APP_FULL})])
+async def test_takes_in_memory_and_takes_waiting_on_the_database_never_pass_a_limit(
+    database: Database, max_app: int, admitted: int, refusals: set[str]
+) -> None:
+    app = await new_app_id(database)
+    presence = PresenceStore(database, MemoryCache())
+    slots = RouteSlots(database, "inst-a")
+    slots.forget_others(app)
+    # Waves overlap: the first waits on the database (nothing cached) while later ones arrive
+    # with the others' total cached; users repeat across waves.
+    waves = []
+    for w in range(4):
+        waves.append(
+            asyncio.gather(*(slots.take(f"w{w}-{i}-{app}", app, f"u{i % 7}", "ws", max_app, 3) for i in range(12)))
+        )
+        for _ in range(w + 1):
+            await asyncio.sleep(0)
+    answers = [a for wave in await asyncio.gather(*waves) for a in wave]
+    assert answers.count(None) == admitted  # 7 users × 3 each at most, and the app's limit
+    assert set(answers) == {None} | refusals
+    await _written(presence, app, admitted)
+    await slots.stop()
+
+
 async def test_a_route_given_back_before_it_was_written_is_never_written(database: Database) -> None:
     app = await new_app_id(database)
     presence = PresenceStore(database, MemoryCache())
