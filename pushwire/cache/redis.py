@@ -139,6 +139,11 @@ class RedisCache:
         with _translated():
             await self._redis().ping()
 
+    @property
+    def connection_pool(self) -> object | None:
+        """The client's connection pool (for /metrics' connection counts); None before start."""
+        return None if self._client is None else self._client.connection_pool
+
     # -- strings and counters --------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:

@@ -11,12 +11,13 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from pushwire.bus.base import PartitionLag
+from pushwire.metrics import process
 from pushwire.metrics.registry import Labels, Metrics
 from pushwire.storage.database import Database
 from pushwire.storage.models import OutboxEntry
@@ -96,7 +97,49 @@ class Probes:
         total = self.backlog.total()
         return [] if total is None else [((), total)]
 
+    def _database_connections(self) -> Iterable[tuple[Labels, float]]:
+        counts = process.sqlalchemy_pool(self.runtime.backends.database.engine.pool)
+        return (((state,), n) for state, n in counts.items())
+
+    def _cache_connections(self) -> Iterable[tuple[Labels, float]]:
+        pool = getattr(self.runtime.backends.cache, "connection_pool", None)  # Redis only
+        counts = process.redis_pool(pool) if pool is not None else {}
+        return (((state,), n) for state, n in counts.items())
+
+    def _cache_keys(self) -> Iterable[tuple[Labels, float]]:
+        cache = self.runtime.backends.cache
+        return [((), len(cache))] if isinstance(cache, Sized) else []  # the memory engine's keys
+
+    def _cache_evicted(self) -> Iterable[tuple[Labels, float]]:
+        evicted = getattr(self.runtime.backends.cache, "evicted", None)  # the memory engine's cap
+        return [] if evicted is None else [((), evicted)]
+
     def install(self, metrics: Metrics) -> None:
+        process.install(metrics)
+        metrics.gauge(
+            "pushwire_database_connections",
+            "Database connections in this instance's pool, in use or idle.",
+            ["state"],
+            self._database_connections,
+        )
+        metrics.gauge(
+            "pushwire_cache_connections",
+            "Redis connections in this instance's pool, in use or idle (absent with the memory cache).",
+            ["state"],
+            self._cache_connections,
+        )
+        metrics.gauge(
+            "pushwire_cache_keys",
+            "Keys held by the in-process memory cache, expired ones not yet swept included (memory cache only).",
+            [],
+            self._cache_keys,
+        )
+        metrics.gauge(
+            "pushwire_cache_evicted_keys",
+            "Long-lived keys the memory cache dropped to stay within its cap, since start (memory cache only).",
+            [],
+            self._cache_evicted,
+        )
         metrics.gauge(
             "pushwire_connections", "Client connections on this instance, by app.", ["app"], self._connections
         )
