@@ -4,6 +4,14 @@ Everything runs on one event loop and no method awaits between reading and writi
 so each call is atomic without locks. Expired keys vanish lazily on access and are also
 reaped by a periodic sweep (started by `start()`), so memory stays bounded even for keys
 nobody reads again.
+
+A TTL bounds memory only by (write rate × TTL): a per-user key kept for 30 days (presence's
+last-seen time) grew this process by ~0.3 KiB for every user ever connected. So the sweep also
+caps the *remembered* keys, those expiring more than `REMEMBER_HORIZON` from now, at
+`max_remembered`: beyond it the ones expiring last are dropped first (Redis' maxmemory eviction,
+done here by count). Keys expiring sooner are windows that must hold for their whole TTL
+(nonces, sign-in lockouts, token buckets) and are never evicted; keys without a TTL neither.
+The cache is never the source of truth (cache/base.py): an evicted key is what a lost one is.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ from pushwire.cache.base import Admission, BucketTake, ListPush, TokenBucketResu
 
 # Longest TTL given to a token bucket key; past it the bucket restarts full (see take_tokens).
 MAX_BUCKET_TTL_MS = 30 * 24 * 3600 * 1000
+# Keys expiring later than this (s) may be evicted once more than MAX_REMEMBERED of them exist.
+REMEMBER_HORIZON = 3600.0
+MAX_REMEMBERED = 50_000  # ~17 MiB of small keys
 _INT64 = (-(2**63), 2**63 - 1)
 _INTEGER = re.compile(rb"-?[0-9]+")
 _T = TypeVar("_T")
@@ -80,10 +91,17 @@ class _Entry:
 class MemoryCache:
     shared = False  # this process only
 
-    def __init__(self, prefix: str = "pushwire:", *, sweep_interval: float = 1.0) -> None:
+    def __init__(
+        self, prefix: str = "pushwire:", *, sweep_interval: float = 1.0, max_remembered: int = MAX_REMEMBERED
+    ) -> None:
         self.prefix = prefix
         self._sweep_interval = sweep_interval
+        self.max_remembered = max_remembered
+        self.evicted = 0  # remembered keys dropped by the cap (for /metrics)
         self._data: dict[str, _Entry] = {}
+        # The cap is checked by scanning every key, so only once the cache has grown by a
+        # sixteenth of the cap since the last check (amortised: a few entries per write).
+        self._check_at = max_remembered + self._slack
         # (deadline, key) for every TTL ever set; stale rows are skipped when popped and
         # dropped by _compact, so refreshing a TTL repeatedly does not grow it forever.
         self._deadlines: list[tuple[float, str]] = []
@@ -313,7 +331,8 @@ class MemoryCache:
         heapq.heapify(self._deadlines)
 
     def sweep(self) -> int:
-        """Drop every expired key now; returns how many went. The sweep task calls this."""
+        """Drop every expired key now, then evict remembered keys over the cap; returns how many
+        went. The sweep task calls this every `sweep_interval`."""
         now = time.monotonic()
         removed = 0
         while self._deadlines and self._deadlines[0][0] <= now:
@@ -323,7 +342,33 @@ class MemoryCache:
             if entry is not None and entry.expires_at is not None and entry.expires_at <= now:
                 del self._data[k]
                 removed += 1
+        # After a burst of short-lived keys has gone, the next check comes no later than it
+        # would have without the burst.
+        self._check_at = min(self._check_at, max(self.max_remembered, len(self._data)) + self._slack)
+        if len(self._data) > self._check_at:
+            removed += self._evict(now)
         return removed
+
+    def _evict(self, now: float) -> int:
+        """Keep at most `max_remembered` keys expiring after the horizon; the latest deadlines go.
+        Evicts down to 15/16 of the cap, so the next scan waits for as many new keys."""
+        horizon = now + REMEMBER_HORIZON
+        remembered = [
+            (e.expires_at, k) for k, e in self._data.items() if e.expires_at is not None and e.expires_at > horizon
+        ]
+        excess = len(remembered) - self.max_remembered
+        dropped = 0
+        if excess > 0:
+            for _, k in heapq.nlargest(excess + self.max_remembered // 16, remembered):
+                del self._data[k]
+                dropped += 1
+            self.evicted += dropped
+        self._check_at = len(self._data) + self._slack
+        return dropped
+
+    @property
+    def _slack(self) -> int:
+        return max(1, self.max_remembered // 16)
 
     async def _sweep_forever(self) -> None:
         while True:
