@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HTMX := static/vendor/htmx.min.js
 export PUSHWIRE_DATABASE_URL ?= sqlite+aiosqlite:///./pushwire.db
 
-.PHONY: run test lint install services browser migrate demo bench screenshots clean
+.PHONY: run test lint install services browser migrate demo bench soak screenshots clean
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -52,6 +52,11 @@ test: lint services browser
 
 bench: install services
 	$(BIN)/python -m bench
+
+# Connection churn against a real server, single node then the full stack; fails when memory grows
+# (docs/operations.md#memory-under-churn). Longer: make soak SOAK="--duration 1800 --stack single".
+soak: install services
+	$(BIN)/python -m bench.soak $(SOAK)
 
 # Console pictures for the README (docs/img/), taken from a live single-node server.
 screenshots: install browser
