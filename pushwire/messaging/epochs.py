@@ -16,4 +16,5 @@ class EpochSeed:
         self._key = hashlib.sha256(b"pushwire epochs v1\x00" + server_secret.encode()).digest()
 
     def initial(self, app_id: str, channel: str) -> str:
-        return hmac.new(self._key, f"{app_id}\x00{channel}".encode(), hashlib.sha256).hexdigest()[:8]
+        # hmac.digest: the one-shot C path (~1 µs; an HMAC object costs ~7), run on every connect.
+        return hmac.digest(self._key, f"{app_id}\x00{channel}".encode(), "sha256")[:4].hex()

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 import msgspec
 import sqlalchemy as sa
 
+from pushwire.errors import BackendUnavailable
 from pushwire.messaging.envelope import ClientMessage, rfc3339
 from pushwire.messaging.epochs import EpochSeed
+from pushwire.storage import raw
 from pushwire.storage.database import Database
-from pushwire.storage.models import Channel, Message
+from pushwire.storage.models import Message
 
 
 class ChannelState(msgspec.Struct, frozen=True):
@@ -37,6 +39,9 @@ def to_client_message(row: Message, epoch: str) -> ClientMessage:
     )
 
 
+_STATE_COLUMNS = ("name", "epoch", "top_offset")
+
+
 class History:
     def __init__(self, db: Database, epochs: EpochSeed) -> None:
         self.db = db
@@ -44,18 +49,20 @@ class History:
 
     async def states(self, app_id: str, channels: Sequence[str]) -> dict[str, ChannelState]:
         """Epoch and top offset per channel; a channel never published to has top 0."""
-        out = {ch: ChannelState(epoch=self.epochs.initial(app_id, ch), top=0) for ch in channels}
         if not channels:
-            return out
-        async with self.db.session() as s:
-            rows = await s.execute(
-                sa.select(Channel.name, Channel.epoch, Channel.top_offset).where(
-                    Channel.app_id == app_id, Channel.name.in_(list(channels))
-                )
-            )
-            for name, epoch, top in rows:
-                out[name] = ChannelState(epoch=epoch, top=int(top))
-        return out
+            return {}
+        # On the driver (storage/raw.py), past SQLAlchemy's execution layer: every connect waits on
+        # this read, and SQLAlchemy's statement handling cost more than the query itself.
+        names = list(channels)
+        async with self.db.engine.connect() as conn:
+            sql = raw.select_in_sql(conn.dialect, "channels", _STATE_COLUMNS, "app_id", "name", len(names))
+            try:
+                rows = await raw.execute(conn, sql, [app_id, *names], fetch=True)
+            except raw.DRIVER_ERRORS as exc:
+                raise BackendUnavailable("database", str(exc).splitlines()[0][:200]) from None
+        found = {name: ChannelState(epoch=epoch, top=int(top)) for name, epoch, top in rows}
+        initial = self.epochs.initial
+        return {ch: found.get(ch) or ChannelState(epoch=initial(app_id, ch), top=0) for ch in channels}
 
     async def read(self, app_id: str, channel: str, after: int, limit: int) -> HistoryPage:
         """Messages with offset > after, oldest first, at most `limit`."""
