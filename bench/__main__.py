@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--e2e-seconds", type=float, default=None, help="e2e: seconds per run (default 5)")
     p.add_argument("--recovery-k", type=_csv(int), default=None, help="recovery: K missed (default 100,1000,10000)")
-    p.add_argument("--herd", type=int, default=None, help="recovery: herd size (default 1000)")
+    p.add_argument("--herd", type=int, default=None, help="recovery: herd size (default 5000)")
     p.add_argument("--duration", type=float, default=None, help="push_api: seconds per phase (default 5)")
     p.add_argument("--wait-quiet", type=float, default=10.0, help="seconds to wait for a quiet machine per scenario")
     p.add_argument(
@@ -59,7 +59,7 @@ def defaults(a: argparse.Namespace) -> argparse.Namespace:
     a.e2e_seconds = a.e2e_seconds or (2.0 if q else 5.0)
     a.e2e_idle = 100 if q else 1000
     a.recovery_k = a.recovery_k or ([100, 1000] if q else [100, 1000, 10000])
-    a.herd = a.herd or (200 if q else 1000)
+    a.herd = a.herd or (200 if q else 5000)
     a.duration = a.duration or (3.0 if q else 5.0)
     a.redis_requests = 20_000 if q else 100_000
     # push_api's own options (bench/push_api.py): the durable backend only

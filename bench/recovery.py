@@ -6,8 +6,9 @@ watcher confirms all K went through the outbox relay (so the Redis hot history h
 keeps — the newest `hot_history_size`, 1,000 by default). Then a connected client sends
 `subscribe` with `since` = the epoch at offset 0 and the time until its K-th replayed message
 arrives is measured (3 trials, median). `from redis`: as is; `from database`: Redis db flushed
-before each trial. Herd: 1,000 clients connect at once, each subscribing with `since` 100 behind
-the top of `room.herd`; time from the first connect until the last client has all 100.
+before each trial. Herd (`--herd`, 5,000 by default; 3 trials, median): that many new clients connect at once, each
+subscribing with `since` 100 behind the top of `room.herd`; time from the first connect until
+the last client has all 100.
 Targets: 1,000 from Redis ≤ 100 ms; 10,000 from the database ≤ 1 s; herd ≤ 10 s.
 """
 
@@ -152,20 +153,41 @@ async def scenario(ctx: Ctx, args: argparse.Namespace, notes: h.Notes) -> dict[s
     if await wait_for([watcher], 60.0) is None:
         raise RuntimeError("recovery: herd messages did not go live within 60 s")
     since = {"epoch": sub["epoch"], "offset": sub["offset"]}
+    watcher.close()
+    trials = []
+    for k in range(TRIALS):
+        trials.append(await herd_trial(ctx, args, since, k, notes))
+        await asyncio.sleep(2.0)  # closes settle before the next herd
+    ranked = sorted(trials, key=lambda t: float("inf") if t["all_caught_up_s"] is None else t["all_caught_up_s"])
+    mid = ranked[len(ranked) // 2]
+    res["herd"] = {
+        "clients": args.herd,
+        "missed_each": HERD_MISSED,
+        "trials": trials,
+        # The median trial's figures (a trial that did not catch up counts as infinitely slow).
+        "connected_s": mid["connected_s"],
+        "caught_up": mid["caught_up"],
+        "all_caught_up_s": mid["all_caught_up_s"],
+    }
+    return res
+
+
+async def herd_trial(
+    ctx: Ctx, args: argparse.Namespace, since: dict[str, Any], k: int, notes: h.Notes
+) -> dict[str, Any]:
+    """`args.herd` new clients connect at once, each subscribing with `since` (HERD_MISSED behind)."""
     herd: list[L.Client] = []
-    sem = asyncio.Semaphore(args.herd)
     failed: list[str] = []
 
     async def one(i: int) -> None:
-        async with sem:
-            try:
-                c = await ctx.client(f"h{i}")
-            except Exception as exc:
-                failed.append(str(exc)[:80])
-                return
-            c.target = HERD_MISSED
-            c.send(json.dumps({"type": "subscribe", "channel": "room.herd", "since": since}))
-            herd.append(c)
+        try:
+            c = await ctx.client(f"h{k}-{i}")
+        except Exception as exc:
+            failed.append(str(exc)[:80])
+            return
+        c.target = HERD_MISSED
+        c.send(json.dumps({"type": "subscribe", "channel": "room.herd", "since": since}))
+        herd.append(c)
 
     t0 = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(args.herd)))
@@ -174,24 +196,20 @@ async def scenario(ctx: Ctx, args: argparse.Namespace, notes: h.Notes) -> dict[s
     caught = sum(1 for c in herd if c.done_at)
     for c in herd:
         c.close()
-    watcher.close()
     if failed:
         notes.add(f"recovery herd: {len(failed)} of {args.herd} clients failed to connect, e.g. {failed[0]}")
-    res["herd"] = {
-        "clients": args.herd,
-        "missed_each": HERD_MISSED,
-        "connected_s": round(connected, 2),
-        "caught_up": caught,
-        "all_caught_up_s": round(done - t0, 2) if done else None,
-    }
     print(
-        f"  herd of {args.herd:,}: all connected in {connected:.1f} s, {caught:,} caught up"
+        f"  herd {k + 1} of {args.herd:,}: all connected in {connected:.1f} s, {caught:,} caught up"
         f"{f' in {done - t0:.2f} s' if done else ' (not all within 60 s)'}",
         flush=True,
     )
     if done is None:
         notes.add(f"recovery herd: only {caught} of {args.herd} clients caught up within 60 s")
-    return res
+    return {
+        "connected_s": round(connected, 2),
+        "caught_up": caught,
+        "all_caught_up_s": round(done - t0, 2) if done else None,
+    }
 
 
 def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:

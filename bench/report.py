@@ -154,7 +154,8 @@ def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 "unit": "s",
                 "target": "≤ 10 s",
                 "met": v is not None and v <= 10,
-                "detail": f"connected in {hd['connected_s']} s; {hd['caught_up']:,} caught up",
+                "detail": f"connected in {hd['connected_s']} s; {hd['caught_up']:,} caught up"
+                + (f"; trials {[t['all_caught_up_s'] for t in hd['trials']]} s" if hd.get("trials") else ""),
             }
         )
     pa = {r.get("server", "pushwire"): r for r in sc.get("push_api", {}).get("runs", [])}
