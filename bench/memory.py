@@ -7,6 +7,8 @@ opened and closed, read its RSS (/proc/<pid>/status), open idle clients up to ea
 `websockets` library (it can offer permessage-deflate; picows cannot) and complete each
 dialect's greeting, so every connection is fully established. Compression on is measured for
 Pushwire and the websockets limit only (`DEFLATE_SERVERS`). Target: Pushwire ≤ 16 KiB, off.
+Then all close, the largest count opens again (new users) and closes again, with RSS after each:
+whether memory that stays after closing is reused or leaked.
 """
 
 from __future__ import annotations
@@ -95,7 +97,29 @@ async def measure(pid: int, url_for: Any, dialect: str, deflate: bool, counts: l
             )
     finally:
         await close_all(conns)
-    return {"server_rss_kib_idle_warm": idle, "points": points}
+    # Closed, then the largest count again with new users and closed again: RSS that does not grow
+    # in the second cycle is memory the allocator kept for reuse, not a leak (issue 15 soaks it longer).
+    await asyncio.sleep(SETTLE)
+    after_close = h.rss_kib(pid)
+    peak = max(counts)
+    await grow(conns, lambda i: url_for(i + 1_000_000), dialect, deflate, peak)
+    await asyncio.sleep(SETTLE)
+    reopened = h.rss_kib(pid)
+    await close_all(conns)
+    await asyncio.sleep(SETTLE)
+    after_second_close = h.rss_kib(pid)
+    print(
+        f"  {dialect:<9} deflate={'on ' if deflate else 'off'} closed → RSS {after_close / 1024:7.1f} MiB; "
+        f"{peak:,} new users open again → {reopened / 1024:7.1f} MiB; closed again → {after_second_close / 1024:7.1f} MiB",
+        flush=True,
+    )
+    return {
+        "server_rss_kib_idle_warm": idle,
+        "points": points,
+        "after_close_kib": after_close,
+        "reopened_kib": reopened,
+        "after_second_close_kib": after_second_close,
+    }
 
 
 def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:

@@ -100,6 +100,18 @@ def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
         if not comp:
             row.update(target="≤ 16 KiB", met=v <= 16)
         rows.append(row)
+    for r in mem:
+        if r["server"] == "pushwire" and "after_close_kib" in r:
+            mib = {k: round(r[k] / 1024, 1) for k in ("after_close_kib", "reopened_kib", "after_second_close_kib")}
+            rows.append(
+                {
+                    "figure": f"RSS after closing all, compression {'on' if r['compression'] else 'off'}",
+                    "value": mib["after_close_kib"],
+                    "unit": "MiB",
+                    "detail": f"open again (new users) {mib['reopened_kib']} MiB, closed again "
+                    f"{mib['after_second_close_kib']} MiB; idle before {round(r['server_rss_kib_idle_warm'] / 1024, 1)} MiB",
+                }
+            )
     con = sc.get("connects", {})
     cruns = {r["server"]: r for r in con.get("runs", [])}
     if "pushwire" in cruns:
