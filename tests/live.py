@@ -21,6 +21,7 @@ from pushwire.runtime import Runtime
 from pushwire.sdk import AsyncServerClient
 from pushwire.settings import load_settings
 from pushwire.tenants.views import AppCreated, AppLimits
+from pushwire.web.http_protocol import HttpProtocol
 from tests.services import unique
 
 
@@ -94,6 +95,7 @@ async def live_server(env: dict[str, str], relay: bool = True) -> AsyncIterator[
         host="127.0.0.1",
         port=port,
         ws=DirectWebSocketProtocol,  # as `pushwire run` serves it
+        http=HttpProtocol,  # addresses without a socket object per connection (web/http_protocol.py)
         ws_max_size=64 * 1024,
         # No per-connection ping timer: the hub's one tick pings quiet clients (realtime/hub.py).
         ws_ping_interval=None,

@@ -32,6 +32,7 @@ def main() -> None:
 
     from pushwire.cli.server import tune_gc
     from pushwire.realtime.transports.direct import DirectWebSocketProtocol
+    from pushwire.web.http_protocol import HttpProtocol
 
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
@@ -45,6 +46,7 @@ def main() -> None:
         log_level="warning",
         access_log=False,
         ws=DirectWebSocketProtocol,
+        http=HttpProtocol,  # addresses without a socket object per connection (web/http_protocol.py)
         ws_per_message_deflate=False,
         ws_max_size=64 * 1024,
         # No per-connection ping timer: the hub's one tick pings quiet clients (realtime/hub.py).

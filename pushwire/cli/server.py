@@ -33,6 +33,7 @@ def run(host: str, port: int, log_level: str, no_relay: bool) -> None:
     from pushwire.app import create_app
     from pushwire.realtime.transports.direct import DirectWebSocketProtocol
     from pushwire.runtime import Runtime
+    from pushwire.web.http_protocol import HttpProtocol
 
     settings = settings_or_exit()
     if not settings.advertise_address:
@@ -53,6 +54,7 @@ def run(host: str, port: int, log_level: str, no_relay: bool) -> None:
         # uvicorn's websockets-sansio, plus direct frame writes (realtime/transports/direct.py).
         # Compression off by default: ~3x the memory per idle connection when negotiated.
         ws=DirectWebSocketProtocol,
+        http=HttpProtocol,  # addresses without a socket object per connection (web/http_protocol.py)
         ws_per_message_deflate=False,
         ws_max_size=64 * 1024,
         # No per-connection ping timer: the hub's one tick pings quiet clients (realtime/hub.py).

@@ -23,13 +23,16 @@ no task, no coroutine frames and no queue (realtime/inbox.py handles its frames)
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import asyncio
+from typing import Any, Protocol, cast
 
-from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.utils import ClientDisconnected, is_ssl
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import Protocol as FrameParser
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
+
+from pushwire.web.http_protocol import addresses
 
 EXTENSION = "pushwire.direct"
 
@@ -184,6 +187,13 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol, offering `pushwire.direct` in the ASGI scope."""
 
     detached = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """uvicorn's, with the addresses uvloop already has (web/http_protocol.py)."""
+        self.connections.add(self)
+        self.transport = cast(asyncio.Transport, transport)
+        self.server, self.client = addresses(transport)
+        self.scheme = "wss" if is_ssl(self.transport) else "ws"
 
     async def run_asgi(self) -> None:
         """uvicorn's, except that a detached connection stays open when the handler returns."""
