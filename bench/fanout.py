@@ -12,6 +12,11 @@ receipt − the send time in the payload) is ≤ 100 ms. The ladder climbs while
 (the highest: `throughput_per_s`); if no step was sustainable it then halves below the start,
 at most 3 times, for the strict figure (`sustainable_per_s`). Pushwire also runs the unicast case at the largest count: one
 message per user channel, the same clients.
+
+Then, at each count, the *batched* broadcast (issue 13): messages go out 100 per request (Pushwire's
+batch push; `"100|…"` to a peer, which calls `broadcast()` 100 times), back to back, about
+`BURST_DELIVERIES` deliveries in all; its figure is deliveries / (last frame − first send), the
+median of 3 trials, with the share delivered.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ IN_WINDOW = 0.9
 # Pushwire starts where websockets does since its frames go straight to the sockets (issue 13).
 START = {"pushwire": 40_000, "socketio": 5_000, "websockets": 40_000, "picows": 80_000, "pushwire-unicast": 1_000}
 MAX_STEPS = 12
+BATCH = 100
+BURST_DELIVERIES = 400_000  # per batched trial: a few seconds at the rates measured
+BURST_QUIET = 1.0  # s without a frame that ends a batched trial
 
 
 class PushwirePublisher:
@@ -50,6 +58,7 @@ class PushwirePublisher:
         self.seq = 0
         self.accepted = 0
         self.errors: dict[str, int] = {}
+        self._pending: set[asyncio.Task[None]] = set()
 
     def body(self, k: int) -> bytes:
         items = []
@@ -69,6 +78,13 @@ class PushwirePublisher:
                 self.errors[key] = self.errors.get(key, 0) + k - ok
         finally:
             self.free.put_nowait(poster)
+
+    async def burst(self, k: int) -> None:
+        """Send k messages now, in one request (a batched push), without waiting for its answer."""
+        poster = await self.free.get()
+        task = asyncio.create_task(self._post(poster, self.body(k), k))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def run(self, rate: float, seconds: float) -> dict[str, Any]:
         self.accepted = 0
@@ -207,6 +223,53 @@ async def ladder(
     }
 
 
+async def batched(label: str, pub: Any, fleet: L.Fleet, pid: int) -> dict[str, Any]:
+    """Batched broadcast: messages 100 per publish, back to back; deliveries/s until the last frame."""
+    n = fleet.live()
+    batches = max(1, round(BURST_DELIVERIES / n / BATCH))
+    expected = batches * BATCH * n
+    trials = []
+    for _ in range(TRIALS):
+        stats = fleet.stats
+        stats.latency, stats.from_ts = [], []
+        base = stats.messages
+        meter = h.CpuMeter({"server": pid, "generator": os.getpid()}).start()
+        t0 = time.monotonic()
+        for _ in range(batches):
+            await pub.burst(BATCH)
+        while stats.messages - base < expected and time.monotonic() - max(stats.last_frame, t0) < BURST_QUIET:
+            await asyncio.sleep(0.02)
+        got = stats.messages - base
+        took = max(stats.last_frame - t0, 1e-6)
+        cpu = meter.stop()
+        trials.append(
+            {
+                "deliveries_per_s": round(got / took, 1),
+                "delivered_pct": round(100.0 * got / expected, 3),
+                "seconds": round(took, 3),
+                "p99_ms": h.ms(h.percentile(stats.latency, 99)),
+                "cpu_pct": cpu,
+            }
+        )
+        await asyncio.sleep(GRACE)
+    med = trials[sorted(range(TRIALS), key=lambda i: trials[i]["deliveries_per_s"])[TRIALS // 2]]
+    print(
+        f"  {label:<16} {n:>5,} clients · batched {batches} × {BATCH} messages → {med['deliveries_per_s']:>10,.0f}/s · "
+        f"{med['delivered_pct']:7.3f}% · {med['seconds']} s · srv {med['cpu_pct']['server']}% "
+        f"gen {med['cpu_pct']['generator']}%",
+        flush=True,
+    )
+    return {
+        "server": label,
+        "clients": n,
+        "messages": batches * BATCH,
+        "trials": trials,
+        "deliveries_per_s": med["deliveries_per_s"],
+        "delivered_pct": med["delivered_pct"],
+        "generator_bound": med["cpu_pct"].get("generator", 0.0) > h.GENERATOR_BOUND_PCT,
+    }
+
+
 async def over_counts(
     label: str, fleet: L.Fleet, pub: Any, pid: int, args: argparse.Namespace, notes: h.Notes, unicast_pub: Any = None
 ) -> list[dict[str, Any]]:
@@ -215,7 +278,8 @@ async def over_counts(
         took = await fleet.grow(n)
         print(f"[{NAME}] {label}: {len(fleet):,} clients connected ({took:.1f} s)", flush=True)
         await asyncio.sleep(0.5)
-        out.append({**await ladder(label, pub, fleet, pid, args, notes), "connect_s": round(took, 2)})
+        run = await ladder(label, pub, fleet, pid, args, notes)
+        out.append({**run, "connect_s": round(took, 2), "batched": await batched(label, pub, fleet, pid)})
         if unicast_pub is not None and n == max(args.clients):  # unicast at the largest count only (time)
             unicast_pub.unicast_users = len(fleet)
             out.append(await ladder("pushwire-unicast", unicast_pub, fleet, pid, args, notes, unicast=True))

@@ -224,6 +224,9 @@ class ControlPublisher:
         self.seq += k
         self.ctl.send(f'42["pub",{json.dumps(text)}]' if self.socketio else text)
 
+    async def burst(self, k: int) -> None:
+        self._send(k)
+
     async def run(self, rate: float, seconds: float) -> dict[str, Any]:
         return await paced(rate, seconds, self._send)
 
