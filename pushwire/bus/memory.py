@@ -134,8 +134,14 @@ class MemorySubscription:
         return result
 
 
+# Records kept per partition. In-process consumers are at most a batch behind, and a session
+# fills a live gap from storage, so this bounds memory (a long-running node kept 100,000 per
+# partition, ~40 MB per busy tenant of 8 partitions) rather than what clients can recover.
+RETENTION = 10_000
+
+
 class MemoryBus:
-    def __init__(self, default_partitions: int = 4, retention: int = 100_000) -> None:
+    def __init__(self, default_partitions: int = 4, retention: int = RETENTION) -> None:
         if default_partitions < 1 or retention < 1:
             raise ValueError("default_partitions and retention must be >= 1")
         self._default_partitions = default_partitions
