@@ -8,8 +8,9 @@ nobody reads again.
 A TTL bounds memory only by (write rate × TTL): a per-user key kept for 30 days (presence's
 last-seen time) grew this process by ~0.3 KiB for every user ever connected. So the sweep also
 caps the *remembered* keys, those expiring more than `REMEMBER_HORIZON` from now, at
-`max_remembered`: beyond it the ones expiring last are dropped first (Redis' maxmemory eviction,
-done here by count). Keys expiring sooner are windows that must hold for their whole TTL
+`max_remembered`: beyond it the ones expiring first are dropped (Redis' `volatile-ttl`
+eviction, done here by count): of keys written with one TTL those are the least recently
+written, so a user who just left is still remembered and the oldest leavers go. Keys expiring sooner are windows that must hold for their whole TTL
 (nonces, sign-in lockouts, token buckets) and are never evicted; keys without a TTL neither.
 The cache is never the source of truth (cache/base.py): an evicted key is what a lost one is.
 """
@@ -350,8 +351,10 @@ class MemoryCache:
         return removed
 
     def _evict(self, now: float) -> int:
-        """Keep at most `max_remembered` keys expiring after the horizon; the latest deadlines go.
-        Evicts down to 15/16 of the cap, so the next scan waits for as many new keys."""
+        """Keep at most `max_remembered` keys expiring after the horizon; the earliest deadlines
+        among them go. Evicts down to 15/16 of the cap, so the next scan waits for as many new
+        keys, and rebuilds the deadline heap, whose rows of evicted keys would otherwise stay
+        (with their key strings) until it doubled."""
         horizon = now + REMEMBER_HORIZON
         remembered = [
             (e.expires_at, k) for k, e in self._data.items() if e.expires_at is not None and e.expires_at > horizon
@@ -359,10 +362,12 @@ class MemoryCache:
         excess = len(remembered) - self.max_remembered
         dropped = 0
         if excess > 0:
-            for _, k in heapq.nlargest(excess + self.max_remembered // 16, remembered):
+            for _, k in heapq.nsmallest(excess + self.max_remembered // 16, remembered):
                 del self._data[k]
                 dropped += 1
             self.evicted += dropped
+            del remembered
+            self._compact()
         self._check_at = len(self._data) + self._slack
         return dropped
 

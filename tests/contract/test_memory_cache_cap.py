@@ -1,7 +1,8 @@
 """The memory cache's cap on remembered keys: a long TTL alone does not bound process memory.
 
-Keys expiring more than an hour away are kept at most `max_remembered`; the latest deadlines go
-first, and keys expiring sooner (nonces, lockouts) or never are not evicted.
+Keys expiring more than an hour away are kept at most `max_remembered`; the earliest deadlines
+among them go first (for one TTL: the least recently written), and keys expiring sooner (nonces,
+lockouts) or never are not evicted.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ def remembered(cache: MemoryCache) -> list[str]:
     return sorted(k for k in cache._data if k.startswith(cache.prefix + "seen:"))
 
 
-async def test_the_sweep_keeps_the_remembered_keys_expiring_first() -> None:
+async def test_the_sweep_keeps_the_remembered_keys_expiring_last() -> None:
     cache = MemoryCache("cap:", max_remembered=100)
     for i in range(300):  # key i expires in 2 + i days: the last ones written expire last
         await cache.set(f"seen:{i:03}", b"t", ttl=(2 + i) * DAY)
@@ -27,7 +28,7 @@ async def test_the_sweep_keeps_the_remembered_keys_expiring_first() -> None:
     cache.sweep()
     kept = remembered(cache)
     assert len(kept) <= 100
-    assert kept == [f"cap:seen:{i:03}" for i in range(len(kept))]  # the earliest deadlines stayed
+    assert kept == [f"cap:seen:{i:03}" for i in range(300 - len(kept), 300)]  # the latest deadlines stayed
     assert cache.evicted == 300 - len(kept)
     assert all([await cache.get(f"nonce:{i}") == b"1" for i in range(50)])
     assert await cache.get("config") == b"v"
@@ -69,3 +70,26 @@ async def test_the_sweep_task_enforces_the_cap_without_anyone_reading() -> None:
         assert len(cache) <= 100 and cache.evicted >= 900
     finally:
         await cache.close()
+
+
+async def test_a_rewritten_key_is_kept_over_older_ones() -> None:
+    """Last-seen keys all have one TTL: the one written again just now outlives older writes."""
+    cache = MemoryCache("cap:", max_remembered=100)
+    for i in range(100):
+        await cache.set(f"seen:{i:03}", b"t", ttl=30 * DAY)
+        await asyncio.sleep(0)
+    await cache.set("seen:000", b"again", ttl=30 * DAY)
+    for i in range(100, 150):
+        await cache.set(f"seen:{i:03}", b"t", ttl=30 * DAY)
+    cache.sweep()
+    assert await cache.get("seen:000") == b"again"
+    assert await cache.get("seen:149") == b"t"
+    assert await cache.get("seen:001") is None
+
+
+async def test_eviction_drops_the_deadline_rows_of_evicted_keys() -> None:
+    cache = MemoryCache("cap:", max_remembered=100)
+    for i in range(1_000):
+        await cache.set(f"seen:{i}", b"t", ttl=30 * DAY)
+        cache.sweep()
+    assert len(cache._deadlines) <= len(cache) + 100 // 16 + 1
