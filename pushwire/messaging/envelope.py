@@ -47,6 +47,13 @@ class OutboxEnvelope(msgspec.Struct, frozen=True):
     replay_of: str | None = None
 
 
+class RoutedEnvelope(msgspec.Struct, frozen=True):
+    """A bus envelope read by a router that has the route header: only the message's bytes (the
+    frame every subscriber gets); the other fields are skipped, not decoded."""
+
+    message: msgspec.Raw
+
+
 class MessageHead(msgspec.Struct, frozen=True):
     """The fields of a ClientMessage the relay needs of a polled row (decoding skips the rest)."""
 
@@ -90,9 +97,28 @@ def compact(data: bytes | msgspec.Raw) -> bytes:
     return ENCODER.encode(_ANY_DECODER.decode(data))
 
 
+# The first header of a message's bus record: its app, epoch and offset (the channel is the
+# record's key), so every router dedupes and skips records nobody of its instance follows
+# without decoding the value.
+ROUTE = "route"
+
+
+def route_header(app_id: str, epoch: str, offset: int) -> tuple[str, bytes]:
+    return (ROUTE, f"{app_id} {epoch} {offset}".encode())
+
+
+def parse_route(value: bytes) -> tuple[str, str, int] | None:
+    """(app_id, epoch, offset) of a route header; None if it is not one."""
+    parts = value.decode("ascii", "replace").split(" ")
+    if len(parts) != 3 or not parts[2].isdigit():
+        return None
+    return parts[0], parts[1], int(parts[2])
+
+
 ENCODER = msgspec.json.Encoder()
 _ANY_DECODER = msgspec.json.Decoder()
 ENVELOPE_DECODER = msgspec.json.Decoder(BusEnvelope)
 OUTBOX_ENVELOPE_DECODER = msgspec.json.Decoder(OutboxEnvelope)
+ROUTED_ENVELOPE_DECODER = msgspec.json.Decoder(RoutedEnvelope)
 MESSAGE_HEAD_DECODER = msgspec.json.Decoder(MessageHead)
 MESSAGE_DECODER = msgspec.json.Decoder(ClientMessage)

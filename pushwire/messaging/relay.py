@@ -33,6 +33,7 @@ from pushwire.messaging.envelope import (
     MESSAGE_HEAD_DECODER,
     OUTBOX_ENVELOPE_DECODER,
     Committed,
+    route_header,
 )
 from pushwire.messaging.hot_history import HotHistory
 from pushwire.messaging.publish import OUTBOX_SHARDS
@@ -348,7 +349,7 @@ class OutboxRelay:
     def _record(self, row: Committed, started_ns: int, spans: list[tuple[Span, Span]]) -> OutgoingRecord:
         """The bus record of a row; a sampled message gets outbox.relay and kafka.produce spans, and
         the record carries kafka.produce's context (not the push span's) in its traceparent header."""
-        headers = [("message_id", row.message_id.encode())]
+        headers = [route_header(row.app_id, row.epoch, row.offset), ("message_id", row.message_id.encode())]
         traceparent = row.traceparent
         topic = topic_for(self.prefix, row.tenant_id)
         if self.tracer is not None and is_sampled(traceparent) and time.monotonic() >= self._trace_after:

@@ -1,7 +1,9 @@
 """Bus consumer → Hub. Every instance consumes every tenant topic; only subscribers cost work.
 
 Records of one channel arrive in offset order (keyed by channel). A bounded map of the last
-offset seen per (app, channel, epoch) drops bus redeliveries before they reach the hub.
+offset seen per (app, channel, epoch) drops bus redeliveries before they reach the hub. The
+relay's route header (app, epoch, offset; the channel is the key) lets both checks run before the
+value is read, so a record no local connection follows costs no decode.
 Tracing and metrics touch only records that reach local subscribers (once per record, never
 per connection beyond the capped hub.deliver spans).
 
@@ -24,7 +26,15 @@ from collections.abc import Sequence
 import msgspec
 
 from pushwire.bus.base import Bus, BusRecord, PartitionLag, Subscription
-from pushwire.messaging.envelope import ENCODER, ENVELOPE_DECODER, MESSAGE_HEAD_DECODER, Committed
+from pushwire.messaging.envelope import (
+    ENCODER,
+    ENVELOPE_DECODER,
+    MESSAGE_HEAD_DECODER,
+    ROUTE,
+    ROUTED_ENVELOPE_DECODER,
+    Committed,
+    parse_route,
+)
 from pushwire.metrics import Metrics
 from pushwire.realtime.hub import Hub
 from pushwire.realtime.read_sync import KIND as READ_KIND
@@ -79,28 +89,74 @@ class Router:
         received_ns = time.time_ns()
         for record in records:
             self.received += 1
-            if record.headers and record.headers[0] == READ_KIND:
-                if self.read_sync is not None:
-                    self.read_sync.deliver(record)
-                continue
-            try:
-                envelope = ENVELOPE_DECODER.decode(record.value)
-            except msgspec.DecodeError:
-                log.error("undecodable record at %s/%d@%d dropped", record.topic, record.partition, record.offset)
-                continue
-            m = envelope.message
-            if not self._first(envelope.app_id, m.channel, m.epoch, m.offset):
-                continue
-            if self.hub.has_subscribers(envelope.app_id, m.channel):
-                frame = ENCODER.encode(m).decode()
-                traceparent = header(record.headers) if self.tracer is not None else None
-                if traceparent is not None and is_sampled(traceparent):
-                    assert self.tracer is not None
-                    n = self.tracer.deliver(self.hub, envelope, record, traceparent, frame, received_ns)
-                else:
-                    n = self.hub.deliver(envelope.app_id, m.channel, m.offset, frame)
-                if n > 0:
-                    self.metrics.message_out(envelope.app_id, n, time.time() - self._accepted_at(m.ts))
+            headers = record.headers
+            if headers:
+                first = headers[0]
+                if first == READ_KIND:
+                    if self.read_sync is not None:
+                        self.read_sync.deliver(record)
+                    continue
+                route = parse_route(first[1]) if first[0] == ROUTE else None
+                if route is not None:
+                    self._routed(record, route, received_ns)
+                    continue
+            self._decoded(record, received_ns)
+
+    def _routed(self, record: BusRecord, route: tuple[str, str, int], received_ns: int) -> None:
+        """A record with a route header: deduped and matched to local subscribers before its value
+        is read; the value is then split, not decoded (the message's bytes are the frame)."""
+        app_id, epoch, offset = route
+        channel = record.key.decode()
+        if not self._first(app_id, channel, epoch, offset) or not self.hub.has_subscribers(app_id, channel):
+            return
+        if self.tracer is not None:
+            traceparent = header(record.headers)
+            if traceparent is not None and is_sampled(traceparent):
+                self._traced(record, traceparent, received_ns)
+                return
+        try:
+            frame = bytes(ROUTED_ENVELOPE_DECODER.decode(record.value).message).decode()
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            log.error("undecodable record at %s/%d@%d dropped", record.topic, record.partition, record.offset)
+            return
+        n = self.hub.deliver(app_id, channel, offset, frame)
+        if n > 0:
+            # `ts` is the message's last field (after the tenant's data): found, not decoded.
+            i = frame.rfind(',"ts":"')
+            self.metrics.message_out(app_id, n, time.time() - self._accepted_at(frame[i + 7 : -2] if i > 0 else ""))
+
+    def _traced(self, record: BusRecord, traceparent: bytes, received_ns: int) -> None:
+        try:
+            envelope = ENVELOPE_DECODER.decode(record.value)
+        except msgspec.DecodeError:
+            log.error("undecodable record at %s/%d@%d dropped", record.topic, record.partition, record.offset)
+            return
+        assert self.tracer is not None
+        m = envelope.message
+        n = self.tracer.deliver(self.hub, envelope, record, traceparent, ENCODER.encode(m).decode(), received_ns)
+        if n > 0:
+            self.metrics.message_out(envelope.app_id, n, time.time() - self._accepted_at(m.ts))
+
+    def _decoded(self, record: BusRecord, received_ns: int) -> None:
+        """A record without a route header (produced before it existed): decoded to be routed."""
+        try:
+            envelope = ENVELOPE_DECODER.decode(record.value)
+        except msgspec.DecodeError:
+            log.error("undecodable record at %s/%d@%d dropped", record.topic, record.partition, record.offset)
+            return
+        m = envelope.message
+        if not self._first(envelope.app_id, m.channel, m.epoch, m.offset):
+            return
+        if self.hub.has_subscribers(envelope.app_id, m.channel):
+            frame = ENCODER.encode(m).decode()
+            traceparent = header(record.headers) if self.tracer is not None else None
+            if traceparent is not None and is_sampled(traceparent):
+                assert self.tracer is not None
+                n = self.tracer.deliver(self.hub, envelope, record, traceparent, frame, received_ns)
+            else:
+                n = self.hub.deliver(envelope.app_id, m.channel, m.offset, frame)
+            if n > 0:
+                self.metrics.message_out(envelope.app_id, n, time.time() - self._accepted_at(m.ts))
 
     def deliver_committed(self, rows: Sequence[Committed]) -> None:
         """Rows this instance's relay is sending: to local subscribers now (committed already)."""
