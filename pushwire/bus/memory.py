@@ -43,7 +43,7 @@ class _PartitionLog:
         self.end += 1
         # Trim in chunks so appends stay amortised O(1); `start` hides the slack meanwhile.
         slack = len(self._items) - self._retention
-        if slack > max(1024, self._retention // 4):
+        if slack > max(16, self._retention // 4):
             del self._items[:slack]
             self._base += slack
 
@@ -134,10 +134,11 @@ class MemorySubscription:
         return result
 
 
-# Records kept per partition. In-process consumers are at most a batch behind, and a session
-# fills a live gap from storage, so this bounds memory (a long-running node kept 100,000 per
-# partition, ~40 MB per busy tenant of 8 partitions) rather than what clients can recover.
-RETENTION = 10_000
+# Records kept per partition. In-process consumers are at most a few batches behind, and a
+# session fills a live gap from storage, so this bounds memory (a long-running node kept 100,000
+# per partition: ~600 MiB for a busy tenant's 8 partitions of ~0.8 KiB records) rather than what
+# clients can recover. With the trim slack, ≤ 1,250 records per partition (~8 MiB per tenant).
+RETENTION = 1_000
 
 
 class MemoryBus:

@@ -106,7 +106,9 @@ async def kafka_ctx() -> AsyncIterator[Ctx]:
 
 @contextlib.asynccontextmanager
 async def _context(kind: str) -> AsyncIterator[Ctx]:
-    bus: AnyBus = MemoryBus() if kind == "memory" else _kafka_bus()
+    # The suite publishes up to 3,000 records before subscribing, as Kafka's retention allows; the
+    # memory bus keeps 1,000 per partition by default (test_memory_retention_drops_oldest).
+    bus: AnyBus = MemoryBus(retention=10_000) if kind == "memory" else _kafka_bus()
     await bus.start()
     context = Ctx(kind, bus)
     try:
