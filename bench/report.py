@@ -11,6 +11,20 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
+def _beside(v: float | None, n: int, fo: dict[tuple[str, int], dict[str, Any]], pick: Any) -> dict[str, Any]:
+    """The peer, limit and ceiling figures of the same run at `n` clients (`pick` reads one) and
+    Pushwire's ratios to them."""
+    peer, lim, ceil = (pick(fo.get((k, n), {})) for k in (PEER, LIMIT, CEILING))
+    return {
+        "peer": peer,
+        "limit": lim,
+        "ceiling": ceil,
+        "vs_peer": _ratio(v, peer),
+        "vs_limit": _ratio(v, lim),
+        "vs_ceiling": _ratio(v, ceil),
+    }
+
+
 def _fanout(doc: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
     runs = doc["scenarios"].get("fanout", {}).get("runs", [])
     return {(r["server"], r["clients"]): r for r in runs}
@@ -30,19 +44,14 @@ def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
             ("throughput_per_s", "throughput (≥ 99.9 % delivered, any p99)"),
         ):
             v = r.get(key)
-            peer, lim, ceil = (fo.get((k, n), {}).get(key) for k in (PEER, LIMIT, CEILING))
             row = {
                 "figure": f"{kind} fan-out, {n:,} clients, {what}",
                 "value": v,
                 "unit": "deliveries/s",
-                "peer": peer,
-                "limit": lim,
-                "ceiling": ceil,
-                "vs_peer": _ratio(v, peer),
-                "vs_limit": _ratio(v, lim),
-                "vs_ceiling": _ratio(v, ceil),
+                **_beside(v, n, fo, lambda other, key=key: other.get(key)),
                 "generator_bound": r["generator_bound"],
             }
+            peer, lim = row["peer"], row["limit"]
             if key == "throughput_per_s" and r.get("throughput_p99_ms") is not None:
                 row["detail"] = f"p99 there {r['throughput_p99_ms']} ms"
             if server == "pushwire" and key == "throughput_per_s" and lim:
@@ -54,23 +63,16 @@ def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(row)
         b = r.get("batched")
         if server == "pushwire" and b:
-            peer, lim, ceil = (
-                fo.get((k, n), {}).get("batched", {}).get("deliveries_per_s") for k in (PEER, LIMIT, CEILING)
-            )
             v = b["deliveries_per_s"]
+            beside = _beside(v, n, fo, lambda other: other.get("batched", {}).get("deliveries_per_s"))
             rows.append(
                 {
                     "figure": f"batched broadcast fan-out, {n:,} clients ({b['messages']:,} messages, 100 per push)",
                     "value": v,
                     "unit": "deliveries/s",
-                    "target": "≥ 1.0 × websockets" if lim else "–",
-                    "met": bool(lim and v / lim >= 1.0) if lim else None,
-                    "peer": peer,
-                    "limit": lim,
-                    "ceiling": ceil,
-                    "vs_peer": _ratio(v, peer),
-                    "vs_limit": _ratio(v, lim),
-                    "vs_ceiling": _ratio(v, ceil),
+                    "target": "≥ 1.0 × websockets" if beside["limit"] else "–",
+                    "met": bool(beside["vs_limit"] and beside["vs_limit"] >= 1.0) if beside["limit"] else None,
+                    **beside,
                     "detail": f"{b['delivered_pct']} % delivered",
                     "generator_bound": b["generator_bound"],
                 }
