@@ -53,8 +53,8 @@ test: lint services browser
 bench: install services
 	$(BIN)/python -m bench
 
-# Connection churn against a real server, single node then the full stack; fails when memory grows
-# (docs/operations.md#memory-under-churn). Longer: make soak SOAK="--duration 1800 --stack single".
+# Connection churn against a real server: 30 min on the single node, then 10 min on the full stack;
+# fails when memory grows (docs/operations.md#memory-under-churn). Shorter: make soak SOAK="--stack full --duration 300".
 soak: install services
 	$(BIN)/python -m bench.soak $(SOAK)
 
