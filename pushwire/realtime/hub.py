@@ -102,7 +102,12 @@ class Hub:
             if expired is not None and expired(session.identity):
                 session.close_soon(Close.UNAUTHORIZED, "token expired")
                 dead.append(session)
-            elif now - session.last_received > 2 * heartbeat:
+            elif now - session.last_received > 2 * heartbeat and (
+                session.transport.kind != "ws"
+                or (session.last_ping > session.last_received and now - session.last_ping >= heartbeat / 2)
+            ):
+                # A WebSocket client is closed only after a ping it left unanswered for half a
+                # heartbeat: if this loop stalled past its ping window, the client is pinged first.
                 session.close_soon(Close.HEARTBEAT_TIMEOUT, "no frame from the client for 2 x heartbeat")
                 dead.append(session)
             elif (
