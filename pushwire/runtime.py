@@ -23,6 +23,7 @@ from pushwire.messaging.relay import OutboxRelay
 from pushwire.messaging.retention import RetentionSweeper
 from pushwire.metrics import Metrics
 from pushwire.presence.store import PresenceStore
+from pushwire.pusher.service import PusherService
 from pushwire.realtime.connections import Connections
 from pushwire.realtime.hub import Hub
 from pushwire.realtime.polling import Poller
@@ -53,6 +54,8 @@ class Runtime:
     realtime_role: RealtimeRole
     # None with relay=False: this instance's commits are sent by a relay elsewhere.
     relay_role: RelayRole | None
+    # The Pusher Channels protocol (pushwire/pusher): its sockets and cluster-wide channel state.
+    pusher: PusherService
     draining: bool = False
     version: str = __version__
     started_at: str = field(default_factory=utc_now)
@@ -63,7 +66,17 @@ class Runtime:
         relay_role = RelayRole.build(settings, shared.backends, shared.tracing) if relay else None
         # Each commit's outbox rows go straight to this instance's relay (no re-read).
         api = ApiRole.build(shared, handoff=relay_role.relay.hand_off if relay_role is not None else None)
-        runtime = cls(shared, api, RealtimeRole.build(shared, forget=(api.auth.forget_app,)), relay_role)
+        realtime = RealtimeRole.build(shared, forget=(api.auth.forget_app,))
+        pusher = PusherService(
+            realtime.connections,
+            shared.backends.registry,
+            api.auth,
+            api.group_commit.publish,
+            settings.instance_id,
+            lambda: realtime.heartbeat,
+        )
+        realtime.revocation.also = pusher.recheck
+        runtime = cls(shared, api, realtime, relay_role, pusher)
         runtime.realtime_role.on_beat = runtime._beat
         if relay_role is not None:
             # Local subscribers get what this relay sends at once; the bus copy is then dropped.
@@ -93,10 +106,11 @@ class Runtime:
         if self.relay_role is not None:
             await self.relay_role.start()
         await self.realtime_role.start()
+        await self.pusher.start()
 
     async def stop(self) -> None:
         self.draining = True
-        stops = [self.realtime_role.stop, self.api_role.stop]
+        stops = [self.realtime_role.stop, self.pusher.stop, self.api_role.stop]
         if self.relay_role is not None:
             stops.append(self.relay_role.stop)
         try:

@@ -13,7 +13,7 @@ import datetime as dt
 import msgspec
 
 
-class ClientMessage(msgspec.Struct, frozen=True, tag_field="type", tag="message"):
+class ClientMessage(msgspec.Struct, frozen=True, tag_field="type", tag="message", omit_defaults=True):
     channel: str
     offset: int
     epoch: str
@@ -23,6 +23,11 @@ class ClientMessage(msgspec.Struct, frozen=True, tag_field="type", tag="message"
     # everything after it keep these bytes as they are (replays copy the stored row).
     data: msgspec.Raw
     ts: str
+    # Pusher-protocol messages only (pushwire/pusher), omitted otherwise: the Pusher connection
+    # not to deliver to (a trigger's `socket_id`, a client event's sender) and, for client events
+    # on presence channels, the sender's user id. After `ts`, which native messages end with.
+    socket_id: str | None = None
+    user_id: str | None = None
 
 
 class BusEnvelope(msgspec.Struct, frozen=True):

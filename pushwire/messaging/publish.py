@@ -71,6 +71,9 @@ class PublishRequest(msgspec.Struct, frozen=True):
     idempotency_key: str | None = None
     replay_of: str | None = None
     traceparent: str | None = None
+    # Pusher protocol (ClientMessage): the connection excluded, and a client event's sender.
+    socket_id: str | None = None
+    user_id: str | None = None
 
 
 class PublishResult(msgspec.Struct, frozen=True):
@@ -234,7 +237,15 @@ class Publisher:
                 # Encoded once: these bytes are the hot-history entry and, inside the envelope, the record.
                 message = ENCODER.encode(
                     ClientMessage(
-                        channel=ch, offset=offset, epoch=epoch, id=msg_id, event=req.event, data=req.data, ts=ts
+                        channel=ch,
+                        offset=offset,
+                        epoch=epoch,
+                        id=msg_id,
+                        event=req.event,
+                        data=req.data,
+                        ts=ts,
+                        socket_id=req.socket_id,
+                        user_id=req.user_id,
                     )
                 )
                 payload = ENCODER.encode(

@@ -68,10 +68,11 @@ class Connections:
         self._subscribe_budget: dict[str, tuple[float, float]] = {}
         self.gaps_filled = 0
 
-    async def admit(self, identity: ClientIdentity, transport: str) -> str:
-        """A new session's id with its route written, or LimitReached when the app or the user has
-        no connection to spare (checked and written in one batched transaction: presence/slots.py)."""
-        session_id = ids.session_id()
+    async def admit(self, identity: ClientIdentity, transport: str, session_id: str | None = None) -> str:
+        """A new session's id (`session_id` if given: a Pusher socket id) with its route written, or
+        LimitReached when the app or the user has no connection to spare (checked and written in
+        one batched transaction: presence/slots.py)."""
+        session_id = session_id or ids.session_id()
         refused = await self.slots.take(
             session_id,
             identity.app_id,

@@ -11,12 +11,16 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from pushwire.realtime.protocol import PING, Close
+from pushwire.realtime.protocol import Close
 from pushwire.realtime.session import Session
 from pushwire.realtime.tokens import ClientIdentity
 
 if TYPE_CHECKING:
     from pushwire.tracing.delivery import DeliveryTrace
+
+
+# Transports whose quiet clients are pinged (the polling ones poll instead).
+PINGED = frozenset(("ws", "pusher"))
 
 
 class Hub:
@@ -28,6 +32,8 @@ class Hub:
         self._users: dict[str, dict[str, set[Session]]] = defaultdict(lambda: defaultdict(set))
         self._subscribers: dict[tuple[str, str], set[Session]] = defaultdict(set)
         self.delivered = 0
+        # Apps whose subscriber counts changed since the Pusher occupancy last published them.
+        self.changed: set[str] = set()
 
     # -- membership -----------------------------------------------------------
     def attach(self, session: Session) -> None:
@@ -54,6 +60,7 @@ class Hub:
         """Buffered until the caller finishes the subscription (after its replay)."""
         session.begin_subscription(channel)
         self._subscribers[(session.app_id, channel)].add(session)
+        self.changed.add(session.app_id)
 
     def unsubscribe(self, session: Session, channel: str) -> None:
         session.drop_subscription(channel)
@@ -61,6 +68,7 @@ class Hub:
         subs = self._subscribers.get(key)
         if subs is not None:
             subs.discard(session)
+            self.changed.add(session.app_id)
             if not subs:
                 del self._subscribers[key]
 
@@ -80,6 +88,15 @@ class Hub:
                 session.offer(channel, offset, frame)
         self.delivered += len(subs)
         return len(subs)
+
+    def channel_counts(self, apps: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Subscribers per channel of each app in `apps` (apps with none map to {})."""
+        wanted: dict[str, dict[str, int]] = {app: {} for app in apps}
+        for (app, channel), subs in self._subscribers.items():
+            counts = wanted.get(app)
+            if counts is not None:
+                counts[channel] = len(subs)
+        return wanted
 
     def user_sessions(self, app_id: str, user_id: str) -> Iterable[Session]:
         return tuple(self._users.get(app_id, {}).get(user_id, ()))
@@ -103,7 +120,7 @@ class Hub:
                 session.close_soon(Close.UNAUTHORIZED, "token expired")
                 dead.append(session)
             elif now - session.last_received > 2 * heartbeat and (
-                session.transport.kind != "ws"
+                session.transport.kind not in PINGED
                 or (session.last_ping > session.last_received and now - session.last_ping >= heartbeat / 2)
             ):
                 # A WebSocket client is closed only after a ping it left unanswered for half a
@@ -111,14 +128,14 @@ class Hub:
                 session.close_soon(Close.HEARTBEAT_TIMEOUT, "no frame from the client for 2 x heartbeat")
                 dead.append(session)
             elif (
-                session.transport.kind == "ws"
+                session.transport.kind in PINGED
                 and now - session.last_received >= heartbeat
                 and now - session.last_ping >= heartbeat
             ):
                 # Ping when the client has been quiet (not when we have): a client that only
                 # answers pings must get one before 2 x heartbeat, even while we stream to it.
                 session.last_ping = now
-                session.enqueue(PING)
+                session.enqueue(session.ping_frame)
         return dead
 
     def close_all(self, code: int, reason: str) -> None:

@@ -14,14 +14,22 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Protocol
 
-from pushwire.realtime.connections import Connections
 from pushwire.realtime.protocol import Close
 from pushwire.realtime.session import Session
 from pushwire.realtime.transports.direct import DirectWriter
 
 log = logging.getLogger(__name__)
+
+
+class FrameHandler(Protocol):
+    """What handles a connection's frames and its end (Connections; the Pusher protocol's PusherSockets)."""
+
+    def receive(self, session: Session, text: str | None, data: bytes | None) -> Coroutine[Any, Any, None] | None: ...
+
+    async def close(self, session: Session) -> None: ...
+
 
 # Sessions being closed: their tasks are kept referenced until they finish.
 _closing: set[asyncio.Task[None]] = set()
@@ -30,7 +38,7 @@ _closing: set[asyncio.Task[None]] = set()
 class SessionInbox:
     __slots__ = ("_connections", "_ended", "_session", "_task", "_waiting", "_writer")
 
-    def __init__(self, connections: Connections, session: Session, writer: DirectWriter) -> None:
+    def __init__(self, connections: FrameHandler, session: Session, writer: DirectWriter) -> None:
         self._connections = connections
         self._session = session
         self._writer = writer

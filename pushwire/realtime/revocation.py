@@ -10,7 +10,7 @@ Not a hot path: it runs once per change, with one key load per (app, kid) in use
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 
@@ -40,6 +40,9 @@ class Revocation:
         self.applied = 0  # notices handled (tests and the logs)
         self.closed = 0  # sessions closed because of them
         self._watch: Watch | None = None
+        # Re-checks the app's other kinds of sessions (the Pusher protocol's, keyed by server
+        # key), returning how many it closed; set by the runtime.
+        self.also: Callable[[str], Awaitable[int]] | None = None
 
     async def start(self) -> None:
         self._watch = await self.registry.watch_prefix(PREFIX, self._event)
@@ -66,7 +69,7 @@ class Revocation:
             forget(change.app_id)
         closed = 0
         for session in [s for s in self.hub.sessions.values() if s.app_id == change.app_id]:
-            if session.closing is not None:
+            if session.closing is not None or session.transport.kind == "pusher":
                 continue
             try:
                 reason = await self.tokens.revalidate(session.identity)
@@ -76,6 +79,8 @@ class Revocation:
             if reason is not None:
                 session.close_soon(Close.UNAUTHORIZED, reason)
                 closed += 1
+        if self.also is not None:
+            closed += await self.also(change.app_id)
         self.applied += 1
         self.closed += closed
         if closed:

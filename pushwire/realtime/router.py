@@ -121,9 +121,10 @@ class Router:
             return
         n = self.hub.deliver(app_id, channel, offset, frame)
         if n > 0:
-            # `ts` is the message's last field (after the tenant's data): found, not decoded.
+            # `ts` follows the tenant's data (last but for the Pusher fields): found, not decoded.
             i = frame.rfind(',"ts":"')
-            self.metrics.message_out(app_id, n, time.time() - self._accepted_at(frame[i + 7 : -2] if i > 0 else ""))
+            ts = frame[i + 7 : frame.find('"', i + 7)] if i > 0 else ""
+            self.metrics.message_out(app_id, n, time.time() - self._accepted_at(ts))
 
     def _traced(self, record: BusRecord, traceparent: bytes, received_ns: int) -> None:
         try:

@@ -22,7 +22,7 @@ from typing import Protocol
 from opentelemetry.trace import Span
 
 from pushwire.realtime.channel_sub import ChannelSub
-from pushwire.realtime.protocol import Close
+from pushwire.realtime.protocol import PING, Close
 from pushwire.realtime.replay_lane import ReplayLane
 from pushwire.realtime.send_queue import MAX_HELD_BYTES, REPLAY_ROOM, SendQueue
 from pushwire.realtime.tokens import ClientIdentity
@@ -46,6 +46,9 @@ class Transport(Protocol):
 
 
 class Session:
+    # What a liveness tick sends a quiet client (the Pusher session sends `pusher:ping`).
+    ping_frame = PING
+
     # Slots: one of these per connection, hundreds of thousands per instance.
     __slots__ = (
         "_closed",

@@ -97,6 +97,12 @@ class ServerAuthenticator:
         """Drop the app's cached keys (a change notice arrived): the next request reloads them."""
         self.keys.forget_app(app_id)
 
+    async def key_entry(self, key_id: str) -> KeyEntry | None:
+        """The key as held in process (loaded on a miss); None when unknown or revoked. The Pusher
+        protocol (pushwire/pusher) names keys this way; its callers check the app's stamp."""
+        entry = self.keys.get(key_id)
+        return entry if entry is not None else await self._load(key_id, UNVERIFIED)
+
     async def authenticate(self, req: SignedRequest, scope: str | None, cost: Cost = 0) -> Caller:
         """Check `req` in the spec's order; with a `cost`, also take it from the app's push rate
         (same round trip as the nonce), refusing with 429 when over it."""
@@ -108,24 +114,56 @@ class ServerAuthenticator:
         if entry is None:
             raise _refuse(401, "unknown_key", "unknown or revoked key")
         nonce = h.get(signing.HEADER_NONCE.lower(), "")
-        self._check_signature(entry, req, nonce)
         ip = client_ip(req.peer, h.get("x-forwarded-for"), self.trusted)
-        refusal = self._refusal(entry, ip, scope)
-        bucket, known = self._bucket(entry, refusal, cost)
-        admission = await self.cache.admit(
-            f"nonce:{entry.key_id}:{nonce}", signing.NONCE_TTL, stamp_key(entry.app.app_id), bucket
+        return await self.admit(
+            entry,
+            lambda e: self._check_signature(e, req, nonce),
+            f"nonce:{entry.key_id}:{nonce}",
+            signing.NONCE_TTL,
+            ip,
+            scope,
+            cost,
+            "this nonce was already used with this key",
         )
+
+    async def admit(
+        self,
+        entry: KeyEntry,
+        check: Callable[[KeyEntry], None],
+        replay_key: str | None,
+        replay_ttl: float,
+        ip: Address | None,
+        scope: str | None,
+        cost: Cost = 0,
+        replayed: str = "this request was already made",
+    ) -> Caller:
+        """The spec's order after the key is found, for any signing scheme (the native one above,
+        Pusher's in pushwire/pusher/http_auth.py): `check` raises for a request the entry's secret
+        did not sign; then, in one cache round trip, `replay_key` is stored (a second use within
+        `replay_ttl` is refused with `replayed`; None: no replay check), the app's stamp read and
+        `cost` taken from its push rate. An entry whose app changed since it was loaded is
+        reloaded and checked again, so a revoked key or a removed scope is refused at once on
+        every instance."""
+        check(entry)
+        refusal = self.refusal(entry, ip, scope)
+        bucket, known = self._bucket(entry, refusal, cost)
+        if replay_key is None:
+            # The stamp alone; a cost is then taken by _charge (its own round trip).
+            stamp = await self.cache.get(stamp_key(entry.app.app_id))
+            admission = Admission(fresh=True, stamp=stamp or b"")
+        else:
+            admission = await self.cache.admit(replay_key, replay_ttl, stamp_key(entry.app.app_id), bucket)
         if admission.stamp != entry.stamp:
             # The app or its keys changed since this entry was loaded: decide on fresh rows.
             self.keys.forget_app(entry.app.app_id)
-            fresh = await self._load(key_id, admission.stamp)
+            fresh = await self._load(entry.key_id, admission.stamp)
             if fresh is None:
                 raise _refuse(401, "unknown_key", "unknown or revoked key")
             entry = fresh
-            self._check_signature(entry, req, nonce)
-            refusal = self._refusal(entry, ip, scope)
+            check(entry)
+            refusal = self.refusal(entry, ip, scope)
         if not admission.fresh:
-            raise _refuse(401, "replayed", "this nonce was already used with this key")
+            raise _refuse(401, "replayed", replayed)
         if refusal is not None:
             raise refusal
         await self._charge(entry, admission, bucket, known, cost)
@@ -145,7 +183,7 @@ class ServerAuthenticator:
         if not timestamp.isdigit() or abs(self.clock() - int(timestamp)) > signing.TIMESTAMP_WINDOW:
             raise _refuse(401, "timestamp_out_of_window", "X-Pushwire-Timestamp is more than 300 s from server time")
 
-    def _refusal(self, entry: KeyEntry, ip: Address | None, scope: str | None) -> ApiError | None:
+    def refusal(self, entry: KeyEntry, ip: Address | None, scope: str | None) -> ApiError | None:
         """The refusals that come after the nonce in the spec's order (raised once it is checked)."""
         if not ip_allowed(ip, entry.allow):
             return _refuse(403, "ip_not_allowed", f"caller address {ip} is not in this key's allow-list")

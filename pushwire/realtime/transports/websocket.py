@@ -21,8 +21,8 @@ from litestar.enums import ScopeType
 from litestar.types import Receive, Scope, Send
 
 from pushwire.errors import ApiError
-from pushwire.realtime.connections import Connections, LimitReached
-from pushwire.realtime.inbox import SessionInbox
+from pushwire.realtime.connections import LimitReached
+from pushwire.realtime.inbox import FrameHandler, SessionInbox
 from pushwire.realtime.protocol import Close
 from pushwire.realtime.session import Session
 from pushwire.realtime.transports.auth import identify, origin_allowed
@@ -67,10 +67,10 @@ class WebSocketTransport:
         assert self._send is not None
         await self._send({"type": "websocket.close", "code": int(code), "reason": reason[:120]})
 
-    def detach(self, connections: Connections, session: Session) -> None:
+    def detach(self, handler: FrameHandler, session: Session) -> None:
         """Direct only: the connection outlives the handler; its frames go to the session's inbox."""
         assert self._direct is not None
-        self._direct.detach(SessionInbox(connections, session, self._direct))
+        self._direct.detach(SessionInbox(handler, session, self._direct))
 
     def end_reading(self) -> None:
         """The session closed: the handler's pending receive returns a disconnect (direct only)."""
@@ -78,7 +78,7 @@ class WebSocketTransport:
             self._direct.end_reading()
 
 
-def _query_param(query: bytes, name: bytes) -> str:
+def query_param(query: bytes, name: bytes) -> str:
     for part in query.split(b"&"):
         key, _, value = part.partition(b"=")
         if key == name:
@@ -86,7 +86,7 @@ def _query_param(query: bytes, name: bytes) -> str:
     return ""
 
 
-def _headers(scope: Scope, names: tuple[bytes, ...]) -> dict[str, str]:
+def request_headers(scope: Scope, names: tuple[bytes, ...]) -> dict[str, str]:
     """The few request headers a connect reads (ASGI lower-cases names; the first of each wins)."""
     found: dict[str, str] = {}
     for name, value in scope["headers"]:
@@ -115,7 +115,7 @@ async def _close(send: Send, code: int, reason: str) -> None:
     await send({"type": "websocket.close", "code": int(code), "reason": reason[:120]})
 
 
-async def _not_websocket(send: Send) -> None:
+async def not_websocket(send: Send) -> None:
     """A plain HTTP request to the WebSocket path: 426, with the spec's error body."""
     body = msgspec.json.encode({"error": "upgrade_required", "message": "this endpoint speaks WebSocket"})
     await send(
@@ -131,14 +131,14 @@ async def _not_websocket(send: Send) -> None:
 @asgi(PATH, is_mount=False, copy_scope=False)
 async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != ScopeType.WEBSOCKET:
-        await _not_websocket(send)
+        await not_websocket(send)
         return
     runtime = cast(Runtime, scope["litestar_app"].state.runtime)
     if (await receive())["type"] != "websocket.connect":  # the ASGI opening message
         return
-    headers = _headers(scope, (b"authorization", b"origin"))
+    headers = request_headers(scope, (b"authorization", b"origin"))
     try:
-        identity = await identify(runtime.tokens, {"token": _query_param(scope["query_string"], b"token")}, headers)
+        identity = await identify(runtime.tokens, {"token": query_param(scope["query_string"], b"token")}, headers)
     except ApiError as exc:
         await _deny(scope, send, exc.status, exc.code, exc.message)
         return
@@ -171,14 +171,14 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
             transport.end_reading()
         return
     try:
-        await _read_until_closed(receive, session, runtime)
+        await read_until_closed(receive, session, connections)
     finally:
         await connections.close(session)
 
 
-async def _read_until_closed(receive: Receive, session: Session, runtime: Runtime) -> None:
+async def read_until_closed(receive: Receive, session: Session, handler: FrameHandler) -> None:
     """Servers without the direct extension: a reader task, ended when the session closes."""
-    reader = asyncio.create_task(_read(receive, session, runtime))
+    reader = asyncio.create_task(_read(receive, session, handler))
     closed = asyncio.create_task(session.closed.wait())
     try:
         await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -189,12 +189,11 @@ async def _read_until_closed(receive: Receive, session: Session, runtime: Runtim
             await asyncio.gather(reader, closed, return_exceptions=True)
 
 
-async def _read(receive: Receive, session: Session, runtime: Runtime) -> None:
-    connections = runtime.connections
+async def _read(receive: Receive, session: Session, handler: FrameHandler) -> None:
     while session.closing is None:
         message = cast(dict[str, Any], await receive())
         if message["type"] == "websocket.disconnect":
             return
-        work = connections.receive(session, message.get("text"), message.get("bytes"))
+        work = handler.receive(session, message.get("text"), message.get("bytes"))
         if work is not None:
             await work

@@ -1,0 +1,130 @@
+"""Channel subscriber counts across the cluster, for the Pusher HTTP API (`/channels`).
+
+Each instance publishes its own counts per app to the cache (`pusher:occ:{app}:{instance}`, one
+value replaced whole) at most every PERIOD seconds for the apps whose counts changed, and every
+REFRESH seconds for all of them; a reader sums the values of the live instances. Subscribing
+touches only the hub's `changed` set: nothing remote is on the connect path. Counts are as old as
+PERIOD plus the cache round trip; an instance that died stops counting when it leaves the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import msgspec
+
+from pushwire.cache.base import Cache
+from pushwire.errors import BackendUnavailable
+from pushwire.pusher.names import is_listed
+from pushwire.realtime.hub import Hub
+from pushwire.registry.base import Registry
+
+log = logging.getLogger(__name__)
+
+PERIOD = 0.2
+REFRESH = 20.0
+TTL = 3 * REFRESH
+_COUNTS = msgspec.json.Decoder(dict[str, int])
+
+
+def occupancy_key(app_id: str, instance_id: str) -> str:
+    return f"pusher:occ:{app_id}:{instance_id}"
+
+
+class LiveInstances:
+    """The registry's live instance ids, read at most once a second."""
+
+    def __init__(self, registry: Registry, instance_id: str) -> None:
+        self.registry = registry
+        self.instance_id = instance_id
+        self._ids: frozenset[str] = frozenset()
+        self._at = 0.0
+
+    async def ids(self) -> frozenset[str]:
+        if time.monotonic() - self._at > 1.0:
+            found = {info.id for info in await self.registry.instances()}
+            self._ids = frozenset(found | {self.instance_id})
+            self._at = time.monotonic()
+        return self._ids
+
+
+class Occupancy:
+    def __init__(self, hub: Hub, cache: Cache, live: LiveInstances) -> None:
+        self.hub = hub
+        self.cache = cache
+        self.live = live
+        self.instance_id = live.instance_id
+        self._published: set[str] = set()  # apps with a value of ours in the cache
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="pusher-occupancy")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self.cache.delete(*(occupancy_key(app, self.instance_id) for app in self._published))
+
+    async def _run(self) -> None:
+        next_refresh = time.monotonic() + REFRESH
+        while True:
+            await asyncio.sleep(PERIOD)
+            refresh = time.monotonic() >= next_refresh
+            if refresh:
+                next_refresh = time.monotonic() + REFRESH
+            try:
+                await self.publish(refresh)
+            except BackendUnavailable as exc:
+                log.warning("channel counts not published (%s); retrying", exc)
+            except Exception:
+                log.exception("channel counts not published")
+
+    async def publish(self, everything: bool = False) -> None:
+        """This instance's counts of the apps that changed (all apps it counts, when `everything`)."""
+        apps = set(self.hub.changed)
+        self.hub.changed.clear()
+        if everything:
+            apps |= self._published
+        if not apps:
+            return
+        try:
+            counts = self.hub.channel_counts(apps)
+            values = {}
+            gone = []
+            for app, channels in counts.items():
+                listed = {ch: n for ch, n in channels.items() if is_listed(ch)}
+                if listed:
+                    values[occupancy_key(app, self.instance_id)] = msgspec.json.encode(listed)
+                    self._published.add(app)
+                elif app in self._published:
+                    gone.append(occupancy_key(app, self.instance_id))
+                    self._published.discard(app)
+            if values:
+                await self.cache.set_many(values, ttl=TTL)
+            if gone:
+                await self.cache.delete(*gone)
+        except BaseException:
+            self.hub.changed |= apps  # tried again next period
+            raise
+
+    async def counts(self, app_id: str) -> dict[str, int]:
+        """Subscribers per listed channel of the app, summed over the live instances (this one's
+        read from its hub, exact and current)."""
+        local = self.hub.channel_counts((app_id,))[app_id]
+        total = {ch: n for ch, n in local.items() if is_listed(ch)}
+        others = sorted(await self.live.ids() - {self.instance_id})
+        values = await self.cache.get_many([occupancy_key(app_id, i) for i in others]) if others else []
+        for raw in values:
+            if raw:
+                try:
+                    for channel, n in _COUNTS.decode(raw).items():
+                        total[channel] = total.get(channel, 0) + n
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    continue
+        return total
