@@ -19,6 +19,7 @@ from pushwire.api.reads import history, presence_bulk, presence_one
 from pushwire.console import console_router
 from pushwire.metrics.probes import Probes
 from pushwire.metrics.sampler import Sampler
+from pushwire.pusher.http_api import ROUTES as PUSHER_HTTP_ROUTES
 from pushwire.pusher.websocket import pusher_endpoint
 from pushwire.realtime.transports.longpoll import ack, longpoll
 from pushwire.realtime.transports.sse import sse
@@ -66,6 +67,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             history,
             websocket_endpoint,
             pusher_endpoint,
+            *PUSHER_HTTP_ROUTES,
             longpoll,
             ack,
             sse,

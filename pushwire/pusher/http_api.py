@@ -3,8 +3,7 @@
 Every trigger is a durable platform publish, exactly as a native push: the same commit before the
 answer, offsets, history and tracing; native subscribers of the channel get it as an ordinary
 message whose `data` is the string the tenant sent. Counts and members come from the cluster's
-state (runtime.pusher). Routes are plain ASGI like the native push routes (api/raw_http.py), and
-refusals are ApiErrors rendered as `{"error", "message"}` with Pusher's status codes: 400 for a
+state (runtime.pusher). Refusals are ApiErrors rendered as `{"error", "message"}` with Pusher's status codes: 400 for a
 bad body, 401 for every signing failure, 403 for a key's allow-list/scope/disabled app, 413 for
 data over 10 KB.
 """
@@ -18,10 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
-from litestar import asgi
-from litestar.handlers import ASGIRouteHandler
+from litestar import MediaType, Request, Response, get, post
+from litestar.handlers import HTTPRouteHandler
 
-from pushwire.api.raw_http import MAX_BODY, Receive, Scope, Send, header, read_body, send_json
 from pushwire.errors import ApiError
 from pushwire.messaging.publish import PublishRequest, PublishResult
 from pushwire.names import is_user_id
@@ -37,8 +35,6 @@ from pushwire.tracing.spans import downstream_traceparent, push_span
 MAX_DATA = 10 * 1024
 MAX_CHANNELS = 100
 MAX_BATCH = 10
-# A GET carries no body (the Python library signs the empty one); anything past this is not a client of ours.
-MAX_GET_BODY = 64 * 1024
 SOCKET_ID_RE = re.compile(r"[0-9]{1,20}\.[0-9]{1,20}")
 USER_COUNT = "user_count"
 SUBSCRIPTION_COUNT = "subscription_count"
@@ -154,10 +150,7 @@ def _parsed(parse: Callable[[bytes], list[Event]], body: bytes) -> list[Event] |
 
 # -- plumbing ------------------------------------------------------------------------------------
 
-
-def _runtime(scope: Scope) -> Runtime:
-    runtime: Runtime = scope["litestar_app"].state.runtime
-    return runtime
+Req = Request[Any, Any, Any]
 
 
 def _check_enabled(runtime: Runtime) -> None:
@@ -165,36 +158,18 @@ def _check_enabled(runtime: Runtime) -> None:
         raise ApiError(503, "unavailable", "publishing is paused by the operators", headers={"Retry-After": "5"})
 
 
-async def _read_get(scope: Scope, receive: Receive) -> bytes:
-    if scope["method"] != "GET":
-        raise ApiError(405, "method_not_allowed", "use GET", headers={"Allow": "GET"})
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ApiError(400, "bad_request", "the client went away before sending its request")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_GET_BODY:
-            raise ApiError(413, "payload_too_large", f"request body over {MAX_GET_BODY} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _caller(
-    runtime: Runtime, scope: Scope, body: bytes, permission: str, cost: int = 0
-) -> tuple[Caller, PusherRequest]:
-    req = read_request(scope, body)
-    app_id = scope["path_params"].get("app_id")
+async def _caller(runtime: Runtime, request: Req, permission: str, cost: int = 0) -> tuple[Caller, PusherRequest]:
+    """Authenticate the request for the app in its path (or its key's, without one). The body is
+    read whole first (Litestar refuses one over 1 MiB with 413): body_md5 covers it."""
+    req = read_request(request.scope, await request.body())
+    app_id = request.path_params.get("app_id")
     # Reads are not replay-checked (see http_auth.authenticate): the libraries sign no nonce.
-    replay = scope["method"] != "GET"
+    replay = request.method != "GET"
     return await authenticate(runtime.auth, req, app_id, permission, cost, replay), req
 
 
-async def _answer(send: Send, value: Any) -> None:
-    await send_json(send, 200, _ENCODER.encode(value))
+def _json(value: Any) -> Response[bytes]:
+    return Response(_EMPTY if value == {} else _ENCODER.encode(value), media_type=MediaType.JSON, status_code=200)
 
 
 async def _attributes(
@@ -218,11 +193,11 @@ async def _attributes(
 
 
 async def _publish(
-    runtime: Runtime, scope: Scope, route: str, arrived: int, caller: Caller, events: list[Event]
+    runtime: Runtime, request: Req, route: str, arrived: int, caller: Caller, events: list[Event]
 ) -> None:
     """Publish the events durably (one transaction), traced as a native push is."""
     sampled = runtime.tracing.sampled()
-    incoming = header(scope, b"traceparent") if sampled else None
+    incoming = request.headers.get("traceparent") if sampled else None
     with push_span(runtime.tracing.tracer, route, incoming, None, arrived, sampled=sampled) as span:
         if span.is_recording():
             span.set_attributes(
@@ -255,16 +230,14 @@ async def _publish(
 
 
 async def _trigger(
-    scope: Scope, receive: Receive, parse: Callable[[bytes], list[Event]], route: str
+    runtime: Runtime, request: Req, parse: Callable[[bytes], list[Event]], route: str
 ) -> list[tuple[Event, list[dict[str, int]]]] | None:
     """Read, authenticate, check and publish; the events with their attributes (None: no info asked)."""
     arrived = time.time_ns()
-    runtime = _runtime(scope)
-    body = await read_body(scope, receive, MAX_BODY)
-    parsed = _parsed(parse, body)
+    parsed = _parsed(parse, await request.body())
     # The push rate is taken in the same cache round trip as the replay check: one per event.
     cost = len(parsed) if isinstance(parsed, list) and runtime.push_enabled else 0
-    caller, _ = await _caller(runtime, scope, body, PUSH, cost)
+    caller, _ = await _caller(runtime, request, PUSH, cost)
     _check_enabled(runtime)
     if isinstance(parsed, ApiError):
         raise parsed
@@ -272,55 +245,59 @@ async def _trigger(
     for e in parsed:
         if len(e.request.data) > limit:
             raise ApiError(413, "payload_too_large", f"event data is over this app's {limit} bytes (as JSON)")
-    await _publish(runtime, scope, route, arrived, caller, parsed)
+    await _publish(runtime, request, route, arrived, caller, parsed)
     if not any(e.info for e in parsed):
         return None
-    state = runtime.pusher
     out = []
     for e in parsed:
         pairs = list(zip(e.channels, e.request.channels, strict=True))
-        out.append((e, await _attributes(state, caller.app_id, pairs, e.info) if e.info else [{} for _ in pairs]))
+        attrs = await _attributes(runtime.pusher, caller.app_id, pairs, e.info) if e.info else [{} for _ in pairs]
+        out.append((e, attrs))
     return out
 
 
+def _channel(name: str) -> str:
+    platform = platform_channel(name)
+    if platform is None:
+        raise bad_request(f"invalid channel name {name!r}")
+    return platform
+
+
 # -- routes --------------------------------------------------------------------------------------
+# Litestar handlers, not raw ASGI as the native push routes: Litestar's @asgi routes take no path
+# parameters on HTTP requests (its router looks them up under the method), and these paths carry them.
 
 
-@asgi("/apps/{app_id:str}/events", is_mount=False, copy_scope=False, name="pusher_events")
-async def trigger_events(scope: Scope, receive: Receive, send: Send) -> None:
+@post("/apps/{app_id:str}/events", name="pusher_events", status_code=200)
+async def trigger_events(request: Req, runtime: Runtime, app_id: str) -> Response[bytes]:
     """POST /apps/{app_id}/events: one event to 1..100 channels; `{}`, or with `info` the
     attributes of each channel: `{"channels": {name: {...}}}`."""
-    done = await _trigger(scope, receive, parse_trigger, "/apps/{app_id}/events")
+    done = await _trigger(runtime, request, parse_trigger, "/apps/{app_id}/events")
     if done is None:
-        await send_json(send, 200, _EMPTY)
-        return
+        return _json({})
     e, attrs = done[0]
-    await _answer(send, {"channels": dict(zip(e.channels, attrs, strict=True))})
+    return _json({"channels": dict(zip(e.channels, attrs, strict=True))})
 
 
-@asgi("/apps/{app_id:str}/batch_events", is_mount=False, copy_scope=False, name="pusher_batch_events")
-async def trigger_batch(scope: Scope, receive: Receive, send: Send) -> None:
+@post("/apps/{app_id:str}/batch_events", name="pusher_batch_events", status_code=200)
+async def trigger_batch(request: Req, runtime: Runtime, app_id: str) -> Response[bytes]:
     """POST /apps/{app_id}/batch_events: up to 10 events, all or none published; `{}`, or with any
     `info` `{"batch": [attributes of item 0's channel, ...]}` in the request's order."""
-    done = await _trigger(scope, receive, parse_batch, "/apps/{app_id}/batch_events")
+    done = await _trigger(runtime, request, parse_batch, "/apps/{app_id}/batch_events")
     if done is None:
-        await send_json(send, 200, _EMPTY)
-        return
-    await _answer(send, {"batch": [attrs[0] for _, attrs in done]})
+        return _json({})
+    return _json({"batch": [attrs[0] for _, attrs in done]})
 
 
-@asgi("/apps/{app_id:str}/channels", is_mount=False, copy_scope=False, name="pusher_channels")
-async def list_channels(scope: Scope, receive: Receive, send: Send) -> None:
+@get("/apps/{app_id:str}/channels", name="pusher_channels")
+async def list_channels(request: Req, runtime: Runtime, app_id: str) -> Response[bytes]:
     """GET /apps/{app_id}/channels?filter_by_prefix=&info=: the occupied channels."""
-    runtime = _runtime(scope)
-    body = await _read_get(scope, receive)
-    caller, req = await _caller(runtime, scope, body, READ)
+    caller, req = await _caller(runtime, request, READ)
     prefix = req.params.get("filter_by_prefix", "")
     info = parse_info(req.params.get("info"))
     if USER_COUNT in info and not prefix.startswith("presence-"):
         raise bad_request("info=user_count needs filter_by_prefix=presence-")
-    state = runtime.pusher
-    occupied = await state.occupied(caller.app_id)
+    occupied = await runtime.pusher.occupied(caller.app_id)
     listed = [
         (pusher_channel(p), p)
         for p, count in sorted(occupied.items())
@@ -328,82 +305,59 @@ async def list_channels(scope: Scope, receive: Receive, send: Send) -> None:
     ]
     attrs: list[dict[str, int]] = [{} for _ in listed]
     if info:
-        attrs = await _attributes(state, caller.app_id, listed, info)
-    await _answer(send, {"channels": {name: a for (name, _), a in zip(listed, attrs, strict=True)}})
+        attrs = await _attributes(runtime.pusher, caller.app_id, listed, info)
+    return _json({"channels": {name: a for (name, _), a in zip(listed, attrs, strict=True)}})
 
 
-def _channel(scope: Scope) -> tuple[str, str]:
-    name: str = scope["path_params"]["channel_name"]
-    platform = platform_channel(name)
-    if platform is None:
-        raise bad_request(f"invalid channel name {name!r}")
-    return name, platform
-
-
-@asgi("/apps/{app_id:str}/channels/{channel_name:str}", is_mount=False, copy_scope=False, name="pusher_channel")
-async def channel_info(scope: Scope, receive: Receive, send: Send) -> None:
+@get("/apps/{app_id:str}/channels/{channel_name:str}", name="pusher_channel")
+async def channel_info(request: Req, runtime: Runtime, app_id: str, channel_name: str) -> Response[bytes]:
     """GET /apps/{app_id}/channels/{name}?info=: `{"occupied": bool, ...attributes}`."""
-    runtime = _runtime(scope)
-    body = await _read_get(scope, receive)
-    caller, req = await _caller(runtime, scope, body, READ)
-    name, platform = _channel(scope)
+    caller, req = await _caller(runtime, request, READ)
+    platform = _channel(channel_name)
     info = parse_info(req.params.get("info"))
-    if USER_COUNT in info and not is_presence(name):
+    if USER_COUNT in info and not is_presence(channel_name):
         raise bad_request("user_count is for presence- channels only")
-    state = runtime.pusher
-    count = (await state.occupied(caller.app_id)).get(platform, 0)
+    count = (await runtime.pusher.occupied(caller.app_id)).get(platform, 0)
     answer: dict[str, Any] = {"occupied": count > 0}
     if info:
-        answer.update((await _attributes(state, caller.app_id, [(name, platform)], info))[0])
-    await _answer(send, answer)
+        answer.update((await _attributes(runtime.pusher, caller.app_id, [(channel_name, platform)], info))[0])
+    return _json(answer)
 
 
-@asgi("/apps/{app_id:str}/channels/{channel_name:str}/users", is_mount=False, copy_scope=False, name="pusher_users")
-async def channel_users(scope: Scope, receive: Receive, send: Send) -> None:
+@get("/apps/{app_id:str}/channels/{channel_name:str}/users", name="pusher_users")
+async def channel_users(request: Req, runtime: Runtime, app_id: str, channel_name: str) -> Response[bytes]:
     """GET /apps/{app_id}/channels/{name}/users: a presence channel's users, each once."""
-    runtime = _runtime(scope)
-    body = await _read_get(scope, receive)
-    caller, _ = await _caller(runtime, scope, body, READ)
-    name, platform = _channel(scope)
-    if not is_presence(name):
+    caller, _ = await _caller(runtime, request, READ)
+    platform = _channel(channel_name)
+    if not is_presence(channel_name):
         raise bad_request("users are listed for presence- channels only")
     members = await runtime.pusher.members(caller.app_id, platform)
-    await _answer(send, {"users": [{"id": user_id} for user_id in members]})
+    return _json({"users": [{"id": user_id} for user_id in members]})
 
 
-async def _terminate(scope: Scope, receive: Receive, send: Send) -> None:
-    runtime = _runtime(scope)
-    body = await read_body(scope, receive, MAX_GET_BODY)
-    caller, _ = await _caller(runtime, scope, body, PUSH)
-    user_id: str = scope["path_params"]["user_id"]
+async def _terminate(request: Req, runtime: Runtime, user_id: str) -> Response[bytes]:
+    caller, _ = await _caller(runtime, request, PUSH)
     if not is_user_id(user_id):
         raise bad_request(f"invalid user id {user_id!r}")
     await runtime.pusher.terminate(caller.app_id, user_id)
-    await send_json(send, 200, _EMPTY)
+    return _json({})
 
 
-@asgi(
-    "/apps/{app_id:str}/users/{user_id:str}/terminate_connections",
-    is_mount=False,
-    copy_scope=False,
-    name="pusher_terminate",
-)
-async def terminate_connections(scope: Scope, receive: Receive, send: Send) -> None:
+@post("/apps/{app_id:str}/users/{user_id:str}/terminate_connections", name="pusher_terminate", status_code=200)
+async def terminate_connections(request: Req, runtime: Runtime, app_id: str, user_id: str) -> Response[bytes]:
     """POST /apps/{app_id}/users/{user_id}/terminate_connections: close every Pusher connection
     signed in as the user, on every instance; `{}`."""
-    await _terminate(scope, receive, send)
+    return await _terminate(request, runtime, user_id)
 
 
-@asgi(
-    "/users/{user_id:str}/terminate_connections", is_mount=False, copy_scope=False, name="pusher_terminate_unprefixed"
-)
-async def terminate_connections_unprefixed(scope: Scope, receive: Receive, send: Send) -> None:
+@post("/users/{user_id:str}/terminate_connections", name="pusher_terminate_unprefixed", status_code=200)
+async def terminate_connections_unprefixed(request: Req, runtime: Runtime, user_id: str) -> Response[bytes]:
     """The Python library (3.3.3) posts here, without /apps/{app_id}, and signs this path: the app
     is its auth_key's."""
-    await _terminate(scope, receive, send)
+    return await _terminate(request, runtime, user_id)
 
 
-ROUTES: list[ASGIRouteHandler] = [
+ROUTES: list[HTTPRouteHandler] = [
     trigger_events,
     trigger_batch,
     list_channels,

@@ -57,7 +57,11 @@ class Occupancy:
         self.cache = cache
         self.live = live
         self.instance_id = live.instance_id
+        # This instance's listed channels with subscribers, by app: kept from the hub's changes,
+        # so a flush costs the channels that changed, not all of them.
+        self._counts: dict[str, dict[str, int]] = {}
         self._published: set[str] = set()  # apps with a value of ours in the cache
+        self._dirty: set[str] = set()  # apps whose counts changed since the last publish
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -69,7 +73,8 @@ class Occupancy:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         with contextlib.suppress(Exception):
-            await self.cache.delete(*(occupancy_key(app, self.instance_id) for app in self._published))
+            if self._published:
+                await self.cache.delete(*(occupancy_key(app, self.instance_id) for app in self._published))
 
     async def _run(self) -> None:
         next_refresh = time.monotonic() + REFRESH
@@ -85,39 +90,55 @@ class Occupancy:
             except Exception:
                 log.exception("channel counts not published")
 
+    def _take_changes(self) -> None:
+        """Apply the hub's changed channels to `_counts`, marking their apps dirty."""
+        changed, self.hub.changed = self.hub.changed, set()
+        for app, channel in changed:
+            if not is_listed(channel):
+                continue
+            self._dirty.add(app)
+            n = self.hub.subscriber_count(app, channel)
+            counts = self._counts.setdefault(app, {})
+            if n:
+                counts[channel] = n
+            else:
+                counts.pop(channel, None)
+                if not counts:
+                    del self._counts[app]
+
     async def publish(self, everything: bool = False) -> None:
         """This instance's counts of the apps that changed (all apps it counts, when `everything`)."""
-        apps = set(self.hub.changed)
-        self.hub.changed.clear()
+        self._take_changes()
+        apps, self._dirty = self._dirty, set()
         if everything:
-            apps |= self._published
+            apps |= self._published | set(self._counts)
         if not apps:
             return
+        values = {}
+        gone = []
+        for app in apps:
+            counts = self._counts.get(app)
+            if counts:
+                values[occupancy_key(app, self.instance_id)] = msgspec.json.encode(counts)
+            elif app in self._published:
+                gone.append(occupancy_key(app, self.instance_id))
         try:
-            counts = self.hub.channel_counts(apps)
-            values = {}
-            gone = []
-            for app, channels in counts.items():
-                listed = {ch: n for ch, n in channels.items() if is_listed(ch)}
-                if listed:
-                    values[occupancy_key(app, self.instance_id)] = msgspec.json.encode(listed)
-                    self._published.add(app)
-                elif app in self._published:
-                    gone.append(occupancy_key(app, self.instance_id))
-                    self._published.discard(app)
             if values:
                 await self.cache.set_many(values, ttl=TTL)
             if gone:
                 await self.cache.delete(*gone)
         except BaseException:
-            self.hub.changed |= apps  # tried again next period
+            self._dirty |= apps  # tried again next period
             raise
+        self._published = (self._published | {a for a in apps if self._counts.get(a)}) - {
+            a for a in apps if not self._counts.get(a)
+        }
 
     async def counts(self, app_id: str) -> dict[str, int]:
         """Subscribers per listed channel of the app, summed over the live instances (this one's
         read from its hub, exact and current)."""
-        local = self.hub.channel_counts((app_id,))[app_id]
-        total = {ch: n for ch, n in local.items() if is_listed(ch)}
+        self._take_changes()
+        total = dict(self._counts.get(app_id, {}))
         others = sorted(await self.live.ids() - {self.instance_id})
         values = await self.cache.get_many([occupancy_key(app_id, i) for i in others]) if others else []
         for raw in values:

@@ -94,7 +94,7 @@ async def pusher_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         transport = PusherTransport(scope, send)
         session = sockets.open(entry, int(protocol), transport, socket)
     except BaseException:
-        await connections.release(socket, identity.app_id, identity.user_id)
+        await connections.release(socket, identity.app_id, identity.user_id, seen=False)
         raise
     if transport.direct:
         session.on_closed = transport.end_reading

@@ -152,18 +152,20 @@ class Connections:
         session.start()
         return session
 
-    async def close(self, session: Session) -> None:
+    async def close(self, session: Session, seen: bool = True) -> None:
         session.end_watched("disconnected before the frame was sent")  # traced deliveries still queued
         self.hub.detach(session)
         self._bad_frames.pop(session.id, None)
         self._subscribe_budget.pop(session.id, None)
         await session.stop()
-        await self.release(session.id, session.app_id, session.user_id)
+        await self.release(session.id, session.app_id, session.user_id, seen)
 
-    async def release(self, session_id: str, app_id: str, user_id: str) -> None:
-        """Give an admitted session's route back (also when it never opened)."""
+    async def release(self, session_id: str, app_id: str, user_id: str, seen: bool = True) -> None:
+        """Give an admitted session's route back (also when it never opened). `seen`: record the
+        user's last-seen time (not for an anonymous Pusher connection, a user of one connection)."""
         try:
-            await self.presence.mark_left(app_id, user_id)
+            if seen:
+                await self.presence.mark_left(app_id, user_id)
         except BackendUnavailable as exc:
             log.warning("last-seen of %s not written (%s)", user_id, exc)
         try:

@@ -32,8 +32,8 @@ class Hub:
         self._users: dict[str, dict[str, set[Session]]] = defaultdict(lambda: defaultdict(set))
         self._subscribers: dict[tuple[str, str], set[Session]] = defaultdict(set)
         self.delivered = 0
-        # Apps whose subscriber counts changed since the Pusher occupancy last published them.
-        self.changed: set[str] = set()
+        # Channels whose subscriber counts changed since the Pusher occupancy last read them.
+        self.changed: set[tuple[str, str]] = set()
 
     # -- membership -----------------------------------------------------------
     def attach(self, session: Session) -> None:
@@ -59,8 +59,9 @@ class Hub:
     def subscribe(self, session: Session, channel: str) -> None:
         """Buffered until the caller finishes the subscription (after its replay)."""
         session.begin_subscription(channel)
-        self._subscribers[(session.app_id, channel)].add(session)
-        self.changed.add(session.app_id)
+        key = (session.app_id, channel)
+        self._subscribers[key].add(session)
+        self.changed.add(key)
 
     def unsubscribe(self, session: Session, channel: str) -> None:
         session.drop_subscription(channel)
@@ -68,7 +69,7 @@ class Hub:
         subs = self._subscribers.get(key)
         if subs is not None:
             subs.discard(session)
-            self.changed.add(session.app_id)
+            self.changed.add(key)
             if not subs:
                 del self._subscribers[key]
 
@@ -89,14 +90,8 @@ class Hub:
         self.delivered += len(subs)
         return len(subs)
 
-    def channel_counts(self, apps: Iterable[str]) -> dict[str, dict[str, int]]:
-        """Subscribers per channel of each app in `apps` (apps with none map to {})."""
-        wanted: dict[str, dict[str, int]] = {app: {} for app in apps}
-        for (app, channel), subs in self._subscribers.items():
-            counts = wanted.get(app)
-            if counts is not None:
-                counts[channel] = len(subs)
-        return wanted
+    def subscriber_count(self, app_id: str, channel: str) -> int:
+        return len(self._subscribers.get((app_id, channel), ()))
 
     def user_sessions(self, app_id: str, user_id: str) -> Iterable[Session]:
         return tuple(self._users.get(app_id, {}).get(user_id, ()))

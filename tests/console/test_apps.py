@@ -206,3 +206,20 @@ async def test_only_operators_raise_limits(console: Console) -> None:
     ok = await operator.post(f"/console/apps/{app_id}/settings", {"enabled": "1", "push_rate": "5000"})
     assert ok.status_code == 200 and "Settings saved" in ok.text
     assert (await console.runtime.tenancy.get_app(app_id, None)).limits.push_rate == 5000
+
+
+async def test_app_page_shows_how_to_use_pusher_libraries(console: Console) -> None:
+    """The Pusher section names this app's id and a live server key (never a secret), and the host
+    the page was reached on; a revoked key is not offered."""
+    b = await console.as_user("admin_a")
+    app_id = console.app_a.app_id
+    keys = await console.runtime.tenancy.list_server_keys(app_id, None)
+    live = [k for k in keys if k.revoked_at is None]
+    page = await b.get(f"/console/apps/{app_id}")
+    section = page.text[page.text.index('id="pusher"') :]
+    assert "Use with Pusher libraries" in section and f'appId: "{app_id}"' in section
+    assert f'new Pusher("{live[0].key_id}"' in section
+    await console.runtime.tenancy.revoke_server_key(live[0].key_id, console.tenant_a)
+    page = await b.get(f"/console/apps/{app_id}")
+    section = page.text[page.text.index('id="pusher"') :]
+    assert f'new Pusher("{live[0].key_id}"' not in section

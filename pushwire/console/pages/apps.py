@@ -50,7 +50,15 @@ async def app_context(runtime: Runtime, session: ConsoleSession, app_id: str) ->
 async def app_page(
     request: Request[Any, Any, Any], runtime: Runtime, session: ConsoleSession, app_id: str
 ) -> Response[Any]:
-    return render(request, "app.html", **await app_context(runtime, session, app_id))
+    url = request.url
+    tls = url.scheme in ("https", "wss")
+    # What the "Use with Pusher libraries" snippets point at: the host this page was reached on.
+    where: dict[str, Any] = {
+        "pusher_host": url.hostname or "localhost",
+        "pusher_port": url.port or (443 if tls else 80),
+        "pusher_tls": tls,
+    }
+    return render(request, "app.html", **await app_context(runtime, session, app_id), **where)
 
 
 def _changes(before: AppView, after: AppView) -> dict[str, Any]:
