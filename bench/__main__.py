@@ -20,7 +20,8 @@ import traceback
 from bench import harness as h
 
 SCENARIOS = ("limits", "push_api", "e2e", "recovery", "memory", "connects", "fanout")
-SERVERS = ("pushwire", "socketio", "websockets", "picows", "litestar-ws")
+SERVERS = ("pushwire", "pusher", "socketio", "websockets", "picows", "litestar-ws")
+FANOUT_ONLY = ("pusher",)  # Pushwire over the Pusher protocol: a fan-out server only (issue 14)
 
 
 def _csv(kind: type) -> object:
@@ -31,7 +32,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("scenarios", nargs="*", metavar="scenario", help=f"any of {', '.join(SCENARIOS)} (default: all)")
     p.add_argument("--quick", action="store_true", help="small counts and short steps, for development (~3 min)")
-    p.add_argument("--servers", type=_csv(str), default=list(SERVERS), help="fanout/memory servers (default: all four)")
+    p.add_argument(
+        "--servers",
+        type=_csv(str),
+        default=list(SERVERS),
+        help=f"fanout/memory servers (default: all: {', '.join(SERVERS)}; pusher = Pushwire over the "
+        "Pusher protocol, fanout only)",
+    )
     p.add_argument("--clients", type=_csv(int), default=None, help="fanout/memory client counts (default 1000,5000)")
     p.add_argument("--step-seconds", type=float, default=None, help="fanout: seconds per trial (default 1.5)")
     p.add_argument("--no-unicast", action="store_true", help="fanout: skip Pushwire's unicast ladder")
@@ -99,7 +106,10 @@ def main(argv: list[str]) -> int:
         busy = h.wait_for_quiet(args.wait_quiet)
         t0 = time.monotonic()
         try:
-            data = importlib.import_module(f"bench.{name}").run(args, notes)
+            scenario_args = argparse.Namespace(**vars(args))
+            if name != "fanout":
+                scenario_args.servers = [s for s in args.servers if s not in FANOUT_ONLY]
+            data = importlib.import_module(f"bench.{name}").run(scenario_args, notes)
         except Exception as exc:
             traceback.print_exc()
             print(f"\n!! scenario {name} FAILED: {exc}", file=sys.stderr, flush=True)

@@ -9,6 +9,7 @@ from bench import harness as h
 COLORS = {
     "pushwire": "tab:blue",
     "pushwire-unicast": "tab:cyan",
+    "pusher": "tab:purple",
     "socketio": "tab:orange",
     "websockets": "tab:green",
     "picows": "tab:gray",

@@ -17,6 +17,14 @@ Then, at each count, the *batched* broadcast (issue 13): messages go out 100 per
 batch push; `"100|…"` to a peer, which calls `broadcast()` 100 times), back to back, about
 `BURST_DELIVERIES` deliveries in all; its figure is deliveries / (last frame − first send), the
 median of 3 trials, with the share delivered.
+
+`pusher` (issue 14): Pushwire again, on its own fresh single-node server started right after the
+native run's (same backend, same app limits), the same picows fleet speaking the Pusher Channels
+protocol (`/app/{key}?protocol=7`, each client subscribed to the public channel `bench`), the same
+ladder and batched broadcast, published through the same signed batch API with
+`"channels":["bench"]` instead of `"broadcast":true`. A fresh server rather than the native run's:
+both start from the same state (no earlier sessions, messages or heap), so the ratio between them
+is the protocol's, not the run order's. No unicast ladder.
 """
 
 from __future__ import annotations
@@ -40,21 +48,33 @@ TRIALS = 3
 IN_WINDOW = 0.9
 # first offered deliveries/s of each ladder (then × 1.5 a step), by server
 # Pushwire starts where websockets does since its frames go straight to the sockets (issue 13).
-START = {"pushwire": 40_000, "socketio": 5_000, "websockets": 40_000, "picows": 80_000, "pushwire-unicast": 1_000}
+START = {
+    "pushwire": 40_000,
+    "pusher": 40_000,
+    "socketio": 5_000,
+    "websockets": 40_000,
+    "picows": 80_000,
+    "pushwire-unicast": 1_000,
+}
 MAX_STEPS = 12
 BATCH = 100
 BURST_DELIVERIES = 400_000  # per batched trial: a few seconds at the rates measured
 BURST_QUIET = 1.0  # s without a frame that ends a batched trial
+LABELS = {"pusher": "Pushwire, Pusher protocol (channel bench)"}
 
 
 class PushwirePublisher:
-    """Paced publishing through POST /api/v1/push/batch (≤ 100 messages per request), `PUBLISHERS` connections."""
+    """Paced publishing through POST /api/v1/push/batch (≤ 100 messages per request), `PUBLISHERS` connections.
 
-    def __init__(self, posters: list[Any], unicast_users: int = 0) -> None:
+    Each message goes to every connection (`"broadcast":true`), to one user channel when
+    `unicast_users` is set, or to one channel when `channel` is (the Pusher fleet's)."""
+
+    def __init__(self, posters: list[Any], unicast_users: int = 0, channel: str | None = None) -> None:
         self.free: asyncio.Queue[Any] = asyncio.Queue()
         for p in posters:
             self.free.put_nowait(p)
         self.unicast_users = unicast_users
+        self.target = f'"channels":["{channel}"]' if channel else '"broadcast":true'
         self.seq = 0
         self.accepted = 0
         self.errors: dict[str, int] = {}
@@ -63,7 +83,7 @@ class PushwirePublisher:
     def body(self, k: int) -> bytes:
         items = []
         for _ in range(k):
-            target = f'"users":["u{self.seq % self.unicast_users}"]' if self.unicast_users else '"broadcast":true'
+            target = f'"users":["u{self.seq % self.unicast_users}"]' if self.unicast_users else self.target
             items.append(f'{{{target},"event":"bench","data":{L.payload(self.seq)}}}')
             self.seq += 1
         return f'{{"messages":[{",".join(items)}]}}'.encode()
@@ -312,18 +332,46 @@ async def pushwire_run(
         await fleet.close()
 
 
+async def pusher_run(
+    server: h.Server, app: h.BenchApp, args: argparse.Namespace, notes: h.Notes
+) -> list[dict[str, Any]]:
+    """The Pusher-protocol fleet on channel `bench`, published to through the native batch API."""
+    url = f"ws://127.0.0.1:{server.port}/app/{app.key_id}?protocol=7"
+    fleet = L.Fleet(lambda i: url, "pusher")
+    keep = asyncio.create_task(fleet.keepalive())
+    signer = h.Signer(app.key_id, app.key_secret)
+    try:
+        async with h.posters("raw", server.port, signer, 4) as ps:
+            return await over_counts(
+                "pusher", fleet, PushwirePublisher(ps, channel=L.PUSHER_CHANNEL), server.pid, args, notes
+            )
+    finally:
+        keep.cancel()
+        await fleet.close()
+
+
+def order(servers: list[str]) -> list[str]:
+    """The servers to run, in the order given, except that `pusher` follows `pushwire` right after."""
+    names = [s for s in servers if s != "litestar-ws"]  # the floor peer serves connects only
+    if "pushwire" in names and "pusher" in names:
+        names.remove("pusher")
+        names.insert(names.index("pushwire") + 1, "pusher")
+    return names
+
+
 def run(args: argparse.Namespace, notes: h.Notes) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
-    for name in [s for s in args.servers if s != "litestar-ws"]:  # the floor peer serves connects only
-        print(f"\n[{NAME}] {S.LABELS.get(name, name)}", flush=True)
-        if name == "pushwire":
+    for name in order(args.servers):
+        print(f"\n[{NAME}] {LABELS.get(name) or S.LABELS.get(name, name)}", flush=True)
+        if name in ("pushwire", "pusher"):  # each on its own fresh single-node server
             with h.backend("sqlite") as b:
                 app = h.create_bench_app(b)
                 with h.Server(b) as server:
-                    results += h.run_async(pushwire_run(server, app, args, notes))
+                    go = pushwire_run if name == "pushwire" else pusher_run
+                    results += h.run_async(go(server, app, args, notes))
                     errors = server.log_errors()
                     if errors:
-                        notes.add(f"pushwire logged errors, e.g. {errors[0][:160]}")
+                        notes.add(f"{name} logged errors, e.g. {errors[0][:160]}")
         else:
             with S.peer(name) as proc:
                 results += h.run_async(peer_run(name, proc, args, notes))

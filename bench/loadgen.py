@@ -2,10 +2,14 @@
 
 Each client is a `picows.WSListener` whose `on_ws_frame` only bumps counters; every
 `sample_every`-th message frame is copied and parsed for the send time `t` the publisher
-embedded in the payload (latency = receipt − t). Three dialects:
+embedded in the payload (latency = receipt − t). Four dialects:
 
 - `pushwire`: `/api/v1/ws?token=…`; waits for `welcome`; answers `{"type":"ping"}`; message
   frames start with `{"type":"message"`; `subscribed` frames are kept for the recovery scenario.
+- `pusher` (Pusher Channels, `/app/{key}?protocol=7`): waits for `pusher:connection_established`,
+  sends `pusher:subscribe` to `bench` (PUSHER_CHANNEL) and is ready on its
+  `pusher_internal:subscription_succeeded`; answers `pusher:ping`; message frames start with
+  `{"event":"bench"` and carry the payload as a JSON string (`"data":"{\\"t\\":…}"`).
 - `plain` (the bare websockets / picows servers): every text frame is a message.
 - `socketio`: Engine.IO v4 over WebSocket — `0{…}` open → send `40`; `40{…}` connected; `2` → `3`;
   `42["m",{…}]` is a message.
@@ -27,6 +31,13 @@ TEXT = WSMsgType.TEXT
 MESSAGE = b'{"type":"message"'
 PING = b'{"type":"ping"}'
 PONG = b'{"type":"pong"}'
+PUSHER_CHANNEL = "bench"  # the channel (and event) the Pusher fleet subscribes to and is published on
+PUSHER_MESSAGE = b'{"event":"bench"'
+PUSHER_PING = b'{"event":"pusher:ping","data":{}}'
+PUSHER_PONG = b'{"event":"pusher:pong","data":{}}'
+PUSHER_SUBSCRIBE = b'{"event":"pusher:subscribe","data":{"auth":"","channel":"bench"}}'
+# the client pings a server that closes silent clients (Pushwire, either protocol): see Fleet.keepalive
+KEEPALIVE_PING = {"pushwire": PING, "pusher": PUSHER_PING}
 TICK = 0.02  # publishing tick: each tick sends what is due, in messages of ≤ 100
 
 
@@ -45,7 +56,9 @@ class Stats:
     def sample(self, payload: bytes) -> None:
         now = time.time()
         try:
-            i = payload.index(b'"t":') + 4
+            i = payload.find(b'"t":') + 4
+            if i == 3:  # the Pusher protocol: the payload is a JSON string inside the frame, `\"t\":`
+                i = payload.index(b'\\"t\\":') + 6
             j = i
             while payload[j] in b"0123456789.":
                 j += 1
@@ -62,7 +75,8 @@ class Stats:
 
 
 class Client(WSListener):
-    """One connection; `ready` resolves when the server has greeted it (welcome / Socket.IO connect)."""
+    """One connection; `ready` resolves when the server has greeted it (welcome / Socket.IO connect /
+    Pusher's subscription_succeeded for `bench`)."""
 
     def __init__(self, stats: Stats, dialect: str) -> None:
         self.stats = stats
@@ -95,6 +109,12 @@ class Client(WSListener):
             if not is_msg:
                 self._pushwire_control(transport, frame.get_payload_as_bytes())
                 return
+        elif d == "pusher":
+            mv = frame.get_payload_as_memoryview()
+            is_msg = mv[:16] == PUSHER_MESSAGE
+            if not is_msg:
+                self._pusher_control(transport, frame.get_payload_as_bytes())
+                return
         else:
             mv = frame.get_payload_as_memoryview()
             is_msg = mv[:2] == b"42"
@@ -116,6 +136,20 @@ class Client(WSListener):
                 self.ready.set_result(None)
         elif payload.startswith(PING):
             transport.send(TEXT, PONG)
+        if self.keep_control:
+            self.frames.append(payload)
+
+    def _pusher_control(self, transport: WSTransport, payload: bytes) -> None:
+        if payload.startswith(b'{"event":"pusher:ping"'):
+            transport.send(TEXT, PUSHER_PONG)
+        elif payload.startswith(b'{"event":"pusher:connection_established"'):
+            transport.send(TEXT, PUSHER_SUBSCRIBE)
+        elif payload.startswith(b'{"event":"pusher_internal:subscription_succeeded","channel":"bench"'):
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif payload.startswith((b'{"event":"pusher:error"', b'{"event":"pusher:subscription_error"')):
+            if not self.ready.done():
+                self.ready.set_exception(ConnectionError(f"pusher refused: {payload[:120]!r}"))
         if self.keep_control:
             self.frames.append(payload)
 
@@ -187,13 +221,15 @@ class Fleet:
         return took
 
     async def keepalive(self, every: float = 20.0) -> None:
-        """Pushwire closes clients that sent nothing for 2 × heartbeat: send `{"type":"ping"}`, spread evenly."""
+        """Pushwire closes clients that sent nothing for 2 × heartbeat: send the dialect's ping
+        (`{"type":"ping"}`, `pusher:ping`), spread evenly."""
+        ping = KEEPALIVE_PING[self.dialect]
         i = 0
         while True:
             await asyncio.sleep(0.5)
             n = len(self.clients)
             for _ in range(max(1, int(n * 0.5 / every)) if n else 0):
-                self.clients[i % n].send(PING)
+                self.clients[i % n].send(ping)
                 i += 1
 
     def live(self) -> int:

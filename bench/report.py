@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 PEER, LIMIT, CEILING = "socketio", "websockets", "picows"
+NATIVE, PUSHER = "pushwire", "pusher"  # Pushwire's own protocol and Pushwire over the Pusher protocol (issue 14)
+# the fan-out rows' order at one count: native broadcast, then the Pusher protocol beside it, then unicast
+_FANOUT_ORDER = {NATIVE: 0, PUSHER: 1, "pushwire-unicast": 2}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -25,6 +28,15 @@ def _beside(v: float | None, n: int, fo: dict[tuple[str, int], dict[str, Any]], 
     }
 
 
+def _vs_native(row: dict[str, Any], native: float | None) -> None:
+    """A Pusher-protocol row: native Pushwire's figure at the same count and the ratio to it (also in the notes)."""
+    row["native"] = native
+    row["vs_native"] = _ratio(row["value"], native)
+    if native:
+        text = f"native Pushwire {native:,.0f}/s, × native {_c(row['vs_native'])}"
+        row["detail"] = f"{text}; {row['detail']}" if row.get("detail") else text
+
+
 def _fanout(doc: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
     runs = doc["scenarios"].get("fanout", {}).get("runs", [])
     return {(r["server"], r["clients"]): r for r in runs}
@@ -35,17 +47,20 @@ def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     sc = doc["scenarios"]
     fo = _fanout(doc)
-    for (server, n), r in sorted(fo.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        if server not in ("pushwire", "pushwire-unicast"):
+    for (server, n), r in sorted(fo.items(), key=lambda kv: (kv[0][1], _FANOUT_ORDER.get(kv[0][0], 9), kv[0][0])):
+        if server not in _FANOUT_ORDER:
             continue
-        kind = "broadcast" if server == "pushwire" else "unicast"
+        kind = {NATIVE: "broadcast fan-out", PUSHER: "Pusher-protocol fan-out (channel bench)"}.get(
+            server, "unicast fan-out"
+        )
+        native = fo.get((NATIVE, n), {})
         for key, what in (
             ("sustainable_per_s", "sustainable (p99 ≤ 100 ms)"),
             ("throughput_per_s", "throughput (≥ 99.9 % delivered, any p99)"),
         ):
             v = r.get(key)
             row = {
-                "figure": f"{kind} fan-out, {n:,} clients, {what}",
+                "figure": f"{kind}, {n:,} clients, {what}",
                 "value": v,
                 "unit": "deliveries/s",
                 **_beside(v, n, fo, lambda other, key=key: other.get(key)),
@@ -60,23 +75,28 @@ def summary(doc: dict[str, Any]) -> list[dict[str, Any]]:
             elif server == "pushwire" and n >= 5000 and peer:
                 row["target"] = "≥ 0.8 × websockets, ≥ 3 × socketio"
                 row["met"] = bool(row["vs_limit"] and row["vs_limit"] >= 0.8 and row["vs_peer"] and row["vs_peer"] >= 3)
+            elif server == PUSHER:  # issue 14 sets no figure: the same ratios as native, shown beside them
+                row["target"] = "– (beside native)"
+                _vs_native(row, native.get(key))
             rows.append(row)
         b = r.get("batched")
-        if server == "pushwire" and b:
+        if server in (NATIVE, PUSHER) and b:
             v = b["deliveries_per_s"]
             beside = _beside(v, n, fo, lambda other: other.get("batched", {}).get("deliveries_per_s"))
-            rows.append(
-                {
-                    "figure": f"batched broadcast fan-out, {n:,} clients ({b['messages']:,} messages, 100 per push)",
-                    "value": v,
-                    "unit": "deliveries/s",
-                    "target": "≥ 1.0 × websockets" if beside["limit"] else "–",
-                    "met": bool(beside["vs_limit"] and beside["vs_limit"] >= 1.0) if beside["limit"] else None,
-                    **beside,
-                    "detail": f"{b['delivered_pct']} % delivered",
-                    "generator_bound": b["generator_bound"],
-                }
-            )
+            row = {
+                "figure": f"batched {kind}, {n:,} clients ({b['messages']:,} messages, 100 per push)",
+                "value": v,
+                "unit": "deliveries/s",
+                "target": "≥ 1.0 × websockets" if beside["limit"] else "–",
+                "met": bool(beside["vs_limit"] and beside["vs_limit"] >= 1.0) if beside["limit"] else None,
+                **beside,
+                "detail": f"{b['delivered_pct']} % delivered",
+                "generator_bound": b["generator_bound"],
+            }
+            if server == PUSHER:
+                row.update(target="– (beside native)", met=None)
+                _vs_native(row, native.get("batched", {}).get("deliveries_per_s"))
+            rows.append(row)
     e2e = sc.get("e2e", {})
     idle_rate = e2e.get("idle_rate", 20)
     for rate in e2e.get("rates", []):
@@ -274,7 +294,7 @@ def markdown(doc: dict[str, Any], pngs: list[str]) -> str:
             "generator-bound |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for r in sorted(fo, key=lambda r: (r["clients"], r["server"])):
+        for r in sorted(fo, key=lambda r: (r["clients"], _FANOUT_ORDER.get(r["server"], 9), r["server"])):
             best = next((s for s in reversed(r["steps"]) if s["median"]["sustainable"]), None)
             gen = best["median"]["cpu_pct"]["generator"] if best else None
             out.append(

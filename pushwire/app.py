@@ -20,7 +20,7 @@ from pushwire.console import console_router
 from pushwire.metrics.probes import Probes
 from pushwire.metrics.sampler import Sampler
 from pushwire.pusher.http_api import ROUTES as PUSHER_HTTP_ROUTES
-from pushwire.pusher.websocket import pusher_endpoint
+from pushwire.pusher.websocket import pusher_endpoint, pusher_http
 from pushwire.realtime.transports.longpoll import ack, longpoll
 from pushwire.realtime.transports.sse import sse
 from pushwire.realtime.transports.websocket import websocket_endpoint
@@ -67,6 +67,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             history,
             websocket_endpoint,
             pusher_endpoint,
+            pusher_http,
             *PUSHER_HTTP_ROUTES,
             longpoll,
             ack,

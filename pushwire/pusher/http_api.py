@@ -3,9 +3,9 @@
 Every trigger is a durable platform publish, exactly as a native push: the same commit before the
 answer, offsets, history and tracing; native subscribers of the channel get it as an ordinary
 message whose `data` is the string the tenant sent. Counts and members come from the cluster's
-state (runtime.pusher). Refusals are ApiErrors rendered as `{"error", "message"}` with Pusher's status codes: 400 for a
-bad body, 401 for every signing failure, 403 for a key's allow-list/scope/disabled app, 413 for
-data over 10 KB.
+state (runtime.pusher). Refusals are ApiErrors rendered as `{"error", "message"}` with Pusher's
+status codes: 400 for a bad body, 401 for every signing failure, 403 for a key's allow-list,
+scope or disabled app, 413 for data over 10 KB, 429 over the app's push rate (one per event).
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ by PusherSockets through the same inbox as native frames.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
-from litestar import asgi
-from litestar.enums import ScopeType
+import msgspec
+from litestar import Response, WebSocket, get, websocket
 from litestar.types import Receive, Scope, Send
 
 from pushwire.pusher import frames as f
@@ -21,7 +21,6 @@ from pushwire.realtime.connections import LimitReached
 from pushwire.realtime.transports.auth import origin_allowed
 from pushwire.realtime.transports.websocket import (
     WebSocketTransport,
-    not_websocket,
     query_param,
     read_until_closed,
     request_headers,
@@ -51,11 +50,23 @@ async def _refuse(send: Send, code: int, message: str) -> None:
     await send({"type": "websocket.close", "code": code, "reason": message[:120]})
 
 
-@asgi("/app/{key:str}", is_mount=False, copy_scope=False, name="pusher-websocket")
-async def pusher_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] != ScopeType.WEBSOCKET:
-        await not_websocket(send)
-        return
+# A WebSocket route handler, not a raw ASGI one as /api/v1/ws: Litestar's ASGI routes with a path
+# parameter fail plain HTTP requests (500) instead of reaching the handler; a plain request gets
+# 426 from `pusher_http` instead. Litestar's WebSocket object costs a little per connect only.
+@websocket("/app/{key:str}", name="pusher-websocket")
+async def pusher_endpoint(socket: WebSocket[Any, Any, Any], key: str) -> None:
+    await _serve(socket.scope, socket.receive, socket.send, key)
+
+
+@get("/app/{key:str}", name="pusher-websocket-http", include_in_schema=False)
+async def pusher_http(key: str) -> Response[bytes]:
+    body = msgspec.json.encode(
+        {"error": "upgrade_required", "message": "this endpoint speaks WebSocket (Pusher protocol)"}
+    )
+    return Response(body, status_code=426, media_type="application/json", headers={"upgrade": "websocket"})
+
+
+async def _serve(scope: Scope, receive: Receive, send: Send, key: str) -> None:
     runtime = cast(Runtime, scope["litestar_app"].state.runtime)
     if (await receive())["type"] != "websocket.connect":
         return
@@ -67,8 +78,7 @@ async def pusher_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     if not protocol.isdigit() or int(protocol) not in PROTOCOLS:
         await _refuse(send, f.Code.UNSUPPORTED_PROTOCOL, f"unsupported protocol version {protocol[:10]}")
         return
-    key = str(scope["path_params"]["key"])
-    entry = await runtime.auth.key_entry(key) if key.startswith("sk_") and len(key) <= 40 else None
+    entry = await runtime.auth.key_entry(key) if key.startswith("sk_") and len(key) <= 40 and "/" not in key else None
     if entry is None:
         await _refuse(send, f.Code.UNKNOWN_KEY, f"App key {key[:40]} does not exist")
         return
