@@ -148,14 +148,15 @@ async def test_private_channel_auth_is_checked_and_a_forgery_is_told(live: LiveS
     s = await Socket.open(live)
     ok = await s.subscribe("private-x")
     assert ok["event"] == "pusher_internal:subscription_succeeded"
-    for auth in ("", "nokey", f"{s.key}:{'0' * 64}", s.auth(f"1.1:private-y")):
+    for auth in ("", "nokey", f"{s.key}:{'0' * 64}", s.auth("1.1:private-y")):
         refused = await s.subscribe("private-y", auth=auth)
         assert refused["event"] == "pusher:subscription_error", auth
         assert refused["data"]["type"] == "AuthError" and refused["data"]["status"] == 401
     other = await live.new_app()
-    forged = f"{other.server_key.key_id}:" + hmac.new(
-        other.server_key.secret.encode(), f"{s.socket_id}:private-z".encode(), hashlib.sha256
-    ).hexdigest()
+    forged = (
+        f"{other.server_key.key_id}:"
+        + hmac.new(other.server_key.secret.encode(), f"{s.socket_id}:private-z".encode(), hashlib.sha256).hexdigest()
+    )
     assert (await s.subscribe("private-z", auth=forged))["event"] == "pusher:subscription_error"
     for name in ("broadcast", "user.me", "a:b", "x" * 170):
         refused = await s.subscribe(name)
@@ -220,8 +221,9 @@ async def test_trigger_socket_id_excludes_only_that_connection(live: LiveServer)
     a, b = await Socket.open(live), await Socket.open(live)
     await a.subscribe("room.t")
     await b.subscribe("room.t")
-    from pushwire.messaging.publish import PublishRequest
     import msgspec
+
+    from pushwire.messaging.publish import PublishRequest
 
     request = PublishRequest(channels=("room.t",), event="e", data=msgspec.Raw(b'"1"'), socket_id=a.socket_id)
     await live.runtime.group_commit.publish(live.tenant_id, live.app_id, request)
