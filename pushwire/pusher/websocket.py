@@ -55,7 +55,21 @@ async def _refuse(send: Send, code: int, message: str) -> None:
 # 426 from `pusher_http` instead. Litestar's WebSocket object costs a little per connect only.
 @websocket("/app/{key:str}", name="pusher-websocket")
 async def pusher_endpoint(socket: WebSocket[Any, Any, Any], key: str) -> None:
-    await _serve(socket.scope, socket.receive, socket.send, key)
+    try:
+        await _serve(socket.scope, socket.receive, socket.send, key)
+    finally:
+        # Litestar's wrappers of receive and send close over the WebSocket object (a cycle that
+        # holds the scope, hence the connection's protocol): cut, so a closed connection is
+        # freed at once, not by a full GC collection.
+        socket.receive, socket.send = _no_receive, _no_send
+
+
+async def _no_receive() -> Any:
+    return {"type": "websocket.disconnect", "code": 1006}
+
+
+async def _no_send(message: Any) -> None:
+    raise ConnectionError("the handler has returned")
 
 
 @get("/app/{key:str}", name="pusher-websocket-http", include_in_schema=False)

@@ -202,8 +202,10 @@ class Session:
         self.close_soon(Close.RECONNECT, "replay failed; resume with since")
 
     def cancel_replays(self) -> None:
-        if self._replays is not None:
-            self._replays.cancel()
+        # Dropped, not only cancelled: the lane refers back to this session (a cycle).
+        lane, self._replays = self._replays, None
+        if lane is not None:
+            lane.cancel()
 
     async def wait_for_room(self) -> bool:
         """Until a replay page may be read (False: the session is closing)."""
@@ -346,23 +348,29 @@ class Session:
 
     async def _close(self, code: int, reason: str) -> None:
         try:
-            if self._writer is not None:
-                await asyncio.gather(self._writer, return_exceptions=True)
+            writer = self._writer
+            if writer is not None:
+                await asyncio.gather(writer, return_exceptions=True)
+                if self._writer is writer:
+                    # A cancelled writer holds its CancelledError, whose traceback holds this session.
+                    self._writer = None
             async with asyncio.timeout(2):
                 await self.transport.close(code, reason)
         except (TimeoutError, OSError, RuntimeError, ConnectionError):
             pass  # a peer that does not read cannot take a close frame either
         finally:
             self._set_closed()
+            self._closer = None
 
     async def stop(self) -> None:
         """The connection ended from the other side: stop the writer quietly."""
         self.closing = self.closing or (Close.NORMAL, "disconnected")
         self.cancel_replays()
         self._out.release_room()
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+        writer, self._writer = self._writer, None  # see _close: a cancelled task refers back here
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
         if self._watched:
             self.end_watched("disconnected before the frame was sent")
         self._set_closed()

@@ -37,3 +37,11 @@ class HttpProtocol(HttpToolsProtocol):
         self.flow = FlowControl(transport)
         self.server, self.client = addresses(transport)
         self.scheme = "https" if is_ssl(transport) else "http"
+
+    def handle_websocket_upgrade(self) -> None:
+        """uvicorn's; then the httptools parser (whose callbacks are this protocol's bound methods)
+        is dropped. uvicorn breaks that cycle in `connection_lost`, which never runs here once the
+        connection is upgraded: the cycle, with the request's URL (a client token) and headers,
+        would wait for a full GC collection."""
+        super().handle_websocket_upgrade()
+        self.parser = None  # type: ignore[assignment]
