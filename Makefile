@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HTMX := static/vendor/htmx.min.js
+NODE_MODULES := node_modules/.package-lock.json
 export PUSHWIRE_DATABASE_URL ?= sqlite+aiosqlite:///./pushwire.db
 
 .PHONY: run test lint install services browser migrate demo bench soak screenshots clean
@@ -17,10 +18,15 @@ $(STAMP): pyproject.toml setup.py
 
 install: $(STAMP) $(HTMX)
 
-# htmx comes from the npm registry, pinned in package.json; copied into static/vendor/ (not committed),
-# where the editable install serves it from. A built package fetches its own (setup.py).
-$(HTMX): package.json
+# Node packages from the npm registry, pinned in package.json and package-lock.json: htmx, copied into
+# static/vendor/ (not committed), where the editable install serves it from (a built package fetches its
+# own, setup.py); and, as devDependencies, the real Pusher libraries tests/pusher drives (pusher-js,
+# pusher). Reinstalled when either file changes or node_modules is gone (npm writes the stamp file).
+$(NODE_MODULES): package.json package-lock.json
 	npm install --no-audit --no-fund --silent
+	touch $(NODE_MODULES)
+
+$(HTMX): $(NODE_MODULES)
 	mkdir -p static/vendor
 	cp node_modules/htmx.org/dist/htmx.min.js $(HTMX)
 

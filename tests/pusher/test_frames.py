@@ -13,7 +13,14 @@ from pushwire.pusher import names
 
 def _message(channel: str, event: str, data: bytes, **extra: str) -> str:
     m = ClientMessage(
-        channel=channel, offset=3, epoch="e", id="m1", event=event, data=msgspec.Raw(data), ts="2026-12-07T00:00:00Z", **extra
+        channel=channel,
+        offset=3,
+        epoch="e",
+        id="m1",
+        event=event,
+        data=msgspec.Raw(data),
+        ts="2026-12-07T00:00:00Z",
+        **extra,
     )
     return ENCODER.encode(m).decode()
 
@@ -31,7 +38,12 @@ def test_a_trigger_keeps_its_string_and_names_the_excluded_socket() -> None:
 
 def test_client_events_keep_the_senders_data_and_user() -> None:
     out = f.channel_frame(_message("presence-r", "client-typing", b'{"who":"b"}', socket_id="1.2", user_id="7"))
-    assert json.loads(out.text) == {"event": "client-typing", "channel": "presence-r", "data": {"who": "b"}, "user_id": "7"}
+    assert json.loads(out.text) == {
+        "event": "client-typing",
+        "channel": "presence-r",
+        "data": {"who": "b"},
+        "user_id": "7",
+    }
 
 
 def test_personal_channels_are_server_to_user_channels() -> None:

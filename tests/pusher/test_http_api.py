@@ -16,7 +16,6 @@ import httpx
 import pytest
 import websockets
 
-from pushwire.pusher.http_api import ROUTES
 from pushwire.tenants.views import AppCreated
 from tests.live import LiveServer
 from tests.pusher.test_http_auth import signed_query
@@ -24,11 +23,6 @@ from tests.pusher.test_http_auth import signed_query
 
 @pytest.fixture
 def server(live: LiveServer) -> LiveServer:
-    """The live server with the Pusher HTTP routes (registered here until pushwire/app.py has them)."""
-    registered = {route.path for route in live.app.routes}
-    for handler in ROUTES:
-        if not handler.paths & registered:
-            live.app.register(handler)
     return live
 
 
