@@ -48,7 +48,7 @@ class PusherService:
         self.auth = auth
         self.occupancy = Occupancy(self.hub, cache, live)
         self.members_store = Members(cache, live)
-        self.sockets = PusherSockets(connections, self.members_store, publish, auth.key_entry, heartbeat)
+        self.sockets = PusherSockets(connections, self.members_store, publish, heartbeat)
         self._watch: Watch | None = None
 
     async def start(self) -> None:
