@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -74,3 +75,13 @@ async def database(db_url: str) -> AsyncIterator[Database]:
 def tmp_sqlite_url(tmp_path: Path) -> str:
     """A blank (unmigrated) SQLite database of this test's own."""
     return f"sqlite+aiosqlite:///{tmp_path / 'blank.db'}"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """`item.rep_call`: the call phase's report, read by fixtures that print what they saw when a
+    test failed (the browser console, the Pusher libraries' frames)."""
+    report = yield
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report

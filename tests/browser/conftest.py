@@ -107,11 +107,3 @@ async def page(chromium: Browser, request: pytest.FixtureRequest) -> AsyncIterat
         if report is not None and report.failed and console:
             print("\n--- browser console ---\n" + "\n".join(console))
         await context.close()
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    if report.when == "call":
-        item.rep_call = report  # type: ignore[attr-defined]
-    return report

@@ -158,11 +158,3 @@ async def drivers(live: LiveServer, request: pytest.FixtureRequest) -> AsyncIter
         if report is not None and report.failed and d.nodes:
             print("\n--- what the real libraries saw ---\n" + d.report())
         await d.close()
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    if report.when == "call":
-        item.rep_call = report  # type: ignore[attr-defined]
-    return report

@@ -218,25 +218,13 @@ class PusherJs(NodeProcess):
 
     async def subscribe(self, channel: str, timeout: float = TIMEOUT) -> Any:
         """Subscribes and returns what `pusher:subscription_succeeded` carried (the members on presence)."""
-        start = self.mark()
-        await self.send({"op": "subscribe", "channel": channel})
-        line = await self.find(
-            lambda x: (
-                x["type"] == "event"
-                and x["channel"] == channel
-                and x["event"] in ("pusher:subscription_succeeded", "pusher:subscription_error")
-            ),
-            f"subscription result on {channel}",
-            timeout,
-            start,
-        )
-        assert line["event"] == "pusher:subscription_succeeded", (
-            f"{self.name}: subscribing {channel} failed: {line['data']}\n{self.report()}"
-        )
-        return line["data"]
+        return await self._subscription(channel, "pusher:subscription_succeeded", timeout)
 
     async def subscribe_error(self, channel: str, timeout: float = TIMEOUT) -> Any:
         """Subscribes expecting a refusal; returns the pusher:subscription_error data."""
+        return await self._subscription(channel, "pusher:subscription_error", timeout)
+
+    async def _subscription(self, channel: str, expected: str, timeout: float) -> Any:
         start = self.mark()
         await self.send({"op": "subscribe", "channel": channel})
         line = await self.find(
@@ -249,9 +237,7 @@ class PusherJs(NodeProcess):
             timeout,
             start,
         )
-        assert line["event"] == "pusher:subscription_error", (
-            f"{self.name}: subscribing {channel} succeeded but should not have\n{self.report()}"
-        )
+        assert line["event"] == expected, f"{self.name}: subscribing {channel} gave {line}\n{self.report()}"
         return line["data"]
 
     async def unsubscribe(self, channel: str) -> None:
