@@ -26,6 +26,11 @@ def is_event(event: str) -> bool:
     return EVENT_RE.fullmatch(event) is not None
 
 
+def is_room(channel: str) -> bool:
+    """Neither a personal channel nor `broadcast`: a channel clients subscribe to by name."""
+    return channel != BROADCAST and not channel.startswith(PERSONAL_PREFIX)
+
+
 def personal_channel(user_id: str) -> str:
     return PERSONAL_PREFIX + user_id
 

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import re
 
-from pushwire.names import BROADCAST, PERSONAL_PREFIX, is_channel, is_user_id, personal_channel, user_of_channel
+from pushwire.names import (
+    BROADCAST,
+    PERSONAL_PREFIX,
+    is_channel,
+    is_room,
+    is_user_id,
+    personal_channel,
+    user_of_channel,
+)
 
 SERVER_TO_USER = "#server-to-user-"
 # Pusher's server libraries allow 200; the platform's channels (and the Pusher docs) stop at 164.
@@ -38,7 +46,7 @@ def pusher_channel(platform: str) -> str:
 
 def is_listed(platform: str) -> bool:
     """Whether the channel shows in the Pusher HTTP API's channel lists (personal ones do not)."""
-    return platform != BROADCAST and not platform.startswith(PERSONAL_PREFIX)
+    return is_room(platform)
 
 
 def is_presence(name: str) -> bool:

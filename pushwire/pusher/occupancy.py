@@ -18,7 +18,6 @@ import msgspec
 
 from pushwire.cache.base import Cache
 from pushwire.errors import BackendUnavailable
-from pushwire.pusher.names import is_listed
 from pushwire.realtime.hub import Hub
 from pushwire.registry.base import Registry
 
@@ -93,9 +92,7 @@ class Occupancy:
     def _take_changes(self) -> None:
         """Apply the hub's changed channels to `_counts`, marking their apps dirty."""
         changed, self.hub.changed = self.hub.changed, set()
-        for app, channel in changed:
-            if not is_listed(channel):
-                continue
+        for app, channel in changed:  # the hub leaves out personal channels and `broadcast`
             self._dirty.add(app)
             n = self.hub.subscriber_count(app, channel)
             counts = self._counts.setdefault(app, {})
@@ -130,9 +127,11 @@ class Occupancy:
         except BaseException:
             self._dirty |= apps  # tried again next period
             raise
-        self._published = (self._published | {a for a in apps if self._counts.get(a)}) - {
-            a for a in apps if not self._counts.get(a)
-        }
+        for app in apps:
+            if app in self._counts:
+                self._published.add(app)
+            else:
+                self._published.discard(app)
 
     async def counts(self, app_id: str) -> dict[str, int]:
         """Subscribers per listed channel of the app, summed over the live instances (this one's

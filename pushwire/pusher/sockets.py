@@ -10,6 +10,7 @@ message, as client events are, so every instance's subscribers get them in chann
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -384,8 +385,6 @@ _HEAD = msgspec.json.Decoder(_Head)
 def _last_cacheable(page: list[str]) -> str | None:
     """The newest message of `page` a cache channel replays: published (not a client or member
     event), at most CACHE_TTL old."""
-    import datetime as dt
-
     for message in reversed(page):
         head = _HEAD.decode(message)
         if head.event.startswith(("client-", "pusher_internal:")):

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from pushwire.names import is_room
 from pushwire.realtime.protocol import Close
 from pushwire.realtime.session import Session
 from pushwire.realtime.tokens import ClientIdentity
@@ -32,7 +33,8 @@ class Hub:
         self._users: dict[str, dict[str, set[Session]]] = defaultdict(lambda: defaultdict(set))
         self._subscribers: dict[tuple[str, str], set[Session]] = defaultdict(set)
         self.delivered = 0
-        # Channels whose subscriber counts changed since the Pusher occupancy last read them.
+        # Channels whose subscriber counts changed since the Pusher occupancy last read them
+        # (not a connect's personal channel and `broadcast`: nobody lists those).
         self.changed: set[tuple[str, str]] = set()
 
     # -- membership -----------------------------------------------------------
@@ -61,7 +63,8 @@ class Hub:
         session.begin_subscription(channel)
         key = (session.app_id, channel)
         self._subscribers[key].add(session)
-        self.changed.add(key)
+        if is_room(channel):
+            self.changed.add(key)
 
     def unsubscribe(self, session: Session, channel: str) -> None:
         session.drop_subscription(channel)
@@ -69,7 +72,8 @@ class Hub:
         subs = self._subscribers.get(key)
         if subs is not None:
             subs.discard(session)
-            self.changed.add(key)
+            if is_room(channel):
+                self.changed.add(key)
             if not subs:
                 del self._subscribers[key]
 
