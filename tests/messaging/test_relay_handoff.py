@@ -47,9 +47,12 @@ async def _hot_offsets(rt: Runtime, app_id: str, channel: str) -> list[int]:
     return [split_entry(raw)[0] for raw in await rt.backends.cache.list_range(hot_key(app_id, channel), 0, -1)]
 
 
-async def _drained(rt: Runtime, app_id: str) -> None:
+async def _drained(rt: Runtime, app_id: str, handed: int | None = None) -> None:
+    """Until the outbox holds none of the app's rows and, given `handed`, the relay has counted that
+    many handed-off rows: it counts them only after its DELETE commits, so an empty outbox alone
+    can be seen a moment before the count moves."""
     async with asyncio.timeout(10):
-        while await _outbox(rt, app_id):
+        while await _outbox(rt, app_id) or (handed is not None and rt.relay.handed_sent < handed):
             await asyncio.sleep(0.02)
 
 
@@ -68,7 +71,7 @@ async def test_handed_off_rows_are_sent_without_a_poll_and_deleted_in_one_statem
         before = rt.relay.handed_sent
         reqs = [_req(ch, i) for i in range(3) for ch in ("room.a", "room.b")]
         await rt.publisher.publish_many(live.tenant_id, live.app_id, reqs)
-        await _drained(rt, live.app_id)
+        await _drained(rt, live.app_id, handed=before + 6)
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert rt.relay.handed_sent - before == 6
@@ -93,7 +96,7 @@ async def test_a_channel_keeps_its_order_when_handed_off_rows_meet_polled_ones(l
     assert rt.relay._due.isdisjoint({outbox_shard(channel)})
     # The relay sent offset 4 itself, so offset 5 goes out as handed off.
     await rt.publisher.publish(live.tenant_id, live.app_id, _req(channel, 5))
-    await _drained(rt, live.app_id)
+    await _drained(rt, live.app_id, handed=before + 1)
     assert await _hot_offsets(rt, live.app_id, channel) == [5, 4, 3, 2, 1]
     assert rt.relay.handed_sent == before + 1
 
