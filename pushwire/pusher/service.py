@@ -13,10 +13,11 @@ from typing import Any
 import msgspec
 
 from pushwire.pusher import frames as f
+from pushwire.pusher.announcer import Publish
 from pushwire.pusher.members import Members
 from pushwire.pusher.occupancy import LiveInstances, Occupancy
 from pushwire.pusher.session import PusherSession
-from pushwire.pusher.sockets import Publish, PusherSockets
+from pushwire.pusher.sockets import PusherSockets
 from pushwire.realtime.connections import Connections
 from pushwire.registry.base import Registry, Watch, WatchEvent
 from pushwire.tenants.auth import ServerAuthenticator
@@ -60,6 +61,7 @@ class PusherService:
             with contextlib.suppress(Exception):
                 await self._watch.cancel()
         await self.occupancy.stop()
+        await self.sockets.announcer.stop()
 
     # -- what the HTTP API reads ---------------------------------------------
     async def occupied(self, app_id: str) -> dict[str, int]:

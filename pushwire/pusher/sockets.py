@@ -18,17 +18,18 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgspec
 
 from pushwire.errors import BackendUnavailable
 from pushwire.messaging.envelope import compact
-from pushwire.messaging.publish import PublishRequest, PublishResult
+from pushwire.messaging.publish import PublishRequest
 from pushwire.names import is_user_id, personal_channel
 from pushwire.pusher import frames as f
 from pushwire.pusher import names
+from pushwire.pusher.announcer import Announcer, Publish
 from pushwire.pusher.members import MAX_USER_INFO_BYTES, ChannelFull, Members
 from pushwire.pusher.session import (
     CLIENT_EVENT_BURST,
@@ -45,7 +46,6 @@ from pushwire.tenants.key_cache import KeyEntry
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[str, str, PublishRequest], Awaitable[PublishResult]]
 # Cache channels replay the last event published within this long (Pusher: "up to 30 minutes").
 CACHE_TTL = 1800.0
 _CACHE_LOOKBACK = 10
@@ -91,6 +91,7 @@ class PusherSockets:
         self.recovery = connections.recovery
         self.members = members
         self.publish = publish
+        self.announcer = Announcer(publish)  # member events: retried through a database outage
         self.activity_timeout = activity_timeout
         self._bad: dict[str, deque[float]] = {}
 
@@ -284,10 +285,7 @@ class PusherSockets:
         its data a JSON string as Pusher sends it; the member's own connection skips it."""
         body = msgspec.json.encode(msgspec.json.encode(data).decode())
         request = PublishRequest(channels=(platform,), event=event, data=msgspec.Raw(body), socket_id=session.id)
-        try:
-            await self.publish(session.identity.tenant_id, session.app_id, request)
-        except BackendUnavailable as exc:
-            log.warning("%s on %s not published (%s)", event, platform, exc)
+        await self.announcer.announce(session.identity.tenant_id, session.app_id, request)
 
     async def _send_cached(self, session: PusherSession, name: str, platform: str) -> None:
         """Cache channels: the last event published (not a client or member event) within

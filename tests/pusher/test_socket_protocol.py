@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import websockets
 
+from pushwire.errors import BackendUnavailable
+from pushwire.messaging.publish import PublishRequest, PublishResult
 from pushwire.tenants.views import AppCreated
 from tests.live import LiveServer, backend_env, live_server
 
@@ -186,6 +188,33 @@ async def test_presence_members_counts_and_leaves(live: LiveServer) -> None:
         refused = await c.subscribe("presence-r", bad)
         assert refused["event"] == "pusher:subscription_error", bad
         await c.close()
+    await a.close()
+
+
+async def test_member_events_wait_out_a_database_outage_in_order(live: LiveServer) -> None:
+    """Joins and leaves during an outage reach the other members once it ends, in order."""
+    announcer = live.runtime.pusher.sockets.announcer
+    publish, down = announcer.publish, [True]
+
+    async def outage(tenant_id: str, app_id: str, request: PublishRequest) -> PublishResult:
+        if down[0]:
+            raise BackendUnavailable("database", "outage")
+        return await publish(tenant_id, app_id, request)
+
+    announcer.publish = outage
+    a, b = await Socket.open(live), await Socket.open(live)
+    assert (await a.subscribe("presence-o", '{"user_id":"u1"}'))["event"] == "pusher_internal:subscription_succeeded"
+    assert (await b.subscribe("presence-o", '{"user_id":"u2"}'))["event"] == "pusher_internal:subscription_succeeded"
+    await b.close()
+    async with asyncio.timeout(10):  # u1 and u2 added, u2 removed: all waiting
+        while len(announcer.pending) < 3:
+            await asyncio.sleep(0.02)
+    assert await live.runtime.pusher.members(live.app_id, "presence-o") == {"u1": None}  # the cache is right
+    down[0] = False
+    added = await a.until("pusher_internal:member_added")  # a's own join skips a
+    removed = await a.until("pusher_internal:member_removed")
+    assert json.loads(added["data"])["user_id"] == json.loads(removed["data"])["user_id"] == "u2"
+    assert announcer.retried == 3 and not announcer.pending
     await a.close()
 
 
