@@ -32,6 +32,7 @@ from pushwire.messaging.envelope import (
     MESSAGE_HEAD_DECODER,
     ROUTE,
     ROUTED_ENVELOPE_DECODER,
+    BusEnvelope,
     Committed,
     parse_route,
 )
@@ -127,37 +128,41 @@ class Router:
             self.metrics.message_out(app_id, n, time.time() - self._accepted_at(ts))
 
     def _traced(self, record: BusRecord, traceparent: bytes, received_ns: int) -> None:
-        try:
-            envelope = ENVELOPE_DECODER.decode(record.value)
-        except msgspec.DecodeError:
-            log.error("undecodable record at %s/%d@%d dropped", record.topic, record.partition, record.offset)
-            return
-        assert self.tracer is not None
-        m = envelope.message
-        n = self.tracer.deliver(self.hub, envelope, record, traceparent, ENCODER.encode(m).decode(), received_ns)
-        if n > 0:
-            self.metrics.message_out(envelope.app_id, n, time.time() - self._accepted_at(m.ts))
+        envelope = self._envelope(record)
+        if envelope is not None:
+            self._deliver(envelope, record, traceparent, received_ns)
 
     def _decoded(self, record: BusRecord, received_ns: int) -> None:
         """A record without a route header (produced before it existed): decoded to be routed."""
-        try:
-            envelope = ENVELOPE_DECODER.decode(record.value)
-        except msgspec.DecodeError:
-            log.error("undecodable record at %s/%d@%d dropped", record.topic, record.partition, record.offset)
+        envelope = self._envelope(record)
+        if envelope is None:
             return
         m = envelope.message
         if not self._first(envelope.app_id, m.channel, m.epoch, m.offset):
             return
         if self.hub.has_subscribers(envelope.app_id, m.channel):
-            frame = ENCODER.encode(m).decode()
             traceparent = header(record.headers) if self.tracer is not None else None
-            if traceparent is not None and is_sampled(traceparent):
-                assert self.tracer is not None
-                n = self.tracer.deliver(self.hub, envelope, record, traceparent, frame, received_ns)
-            else:
-                n = self.hub.deliver(envelope.app_id, m.channel, m.offset, frame)
-            if n > 0:
-                self.metrics.message_out(envelope.app_id, n, time.time() - self._accepted_at(m.ts))
+            sampled = traceparent if traceparent is not None and is_sampled(traceparent) else None
+            self._deliver(envelope, record, sampled, received_ns)
+
+    def _envelope(self, record: BusRecord) -> BusEnvelope | None:
+        try:
+            return ENVELOPE_DECODER.decode(record.value)
+        except msgspec.DecodeError:
+            log.error("undecodable record at %s/%d@%d dropped", record.topic, record.partition, record.offset)
+            return None
+
+    def _deliver(self, envelope: BusEnvelope, record: BusRecord, traceparent: bytes | None, received_ns: int) -> None:
+        """A decoded message to local subscribers, through the tracer when it is sampled."""
+        m = envelope.message
+        frame = ENCODER.encode(m).decode()
+        if traceparent is not None:
+            assert self.tracer is not None
+            n = self.tracer.deliver(self.hub, envelope, record, traceparent, frame, received_ns)
+        else:
+            n = self.hub.deliver(envelope.app_id, m.channel, m.offset, frame)
+        if n > 0:
+            self.metrics.message_out(envelope.app_id, n, time.time() - self._accepted_at(m.ts))
 
     def deliver_committed(self, rows: Sequence[Committed]) -> None:
         """Rows this instance's relay is sending: to local subscribers now (committed already)."""
