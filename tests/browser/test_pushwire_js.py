@@ -10,14 +10,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from litestar import Litestar
-from litestar.config.cors import CORSConfig
-from litestar.testing import TestClient
 from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-from pushwire.web.static import static_files_router
-from tests.browser.conftest import HEARTBEAT, REPO
+from tests.browser.conftest import HEARTBEAT
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -276,15 +272,3 @@ async def test_unrecoverable_position_is_reported_as_a_gap(live: LiveServer, pag
     assert_stream(await received(page, "room.a"), [4], [3])
     assert (await page.evaluate("window.client.positions()"))["room.a"] == {"epoch": sub["epoch"], "offset": 4}
     await page.evaluate("window.client.close()")
-
-
-def test_static_router_serves_the_client() -> None:
-    """pushwire.web.static.static_files_router() serves static/pushwire.js, CORS-enabled by the
-    app-wide config, so tenants' pages can import it cross-origin."""
-    app = Litestar(route_handlers=[static_files_router()], cors_config=CORSConfig(allow_origins=["*"]))
-    with TestClient(app) as client:
-        res = client.get("/static/pushwire.js", headers={"Origin": "https://tenant.example"})
-    assert res.status_code == 200
-    assert res.headers["content-type"].split(";")[0] in {"text/javascript", "application/javascript"}
-    assert res.headers["access-control-allow-origin"] == "*"
-    assert res.content == (REPO / "static" / "pushwire.js").read_bytes()
