@@ -18,7 +18,6 @@ The cache is never the source of truth (cache/base.py): an evicted key is what a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import math
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pushwire.cache.base import Admission, BucketTake, ListPush, TokenBucketResult
+from pushwire.tasks import cancel_and_wait
 
 # Longest TTL given to a token bucket key; past it the bucket restarts full (see take_tokens).
 MAX_BUCKET_TTL_MS = 30 * 24 * 3600 * 1000
@@ -119,11 +119,8 @@ class MemoryCache:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name=f"cache-sweep:{self.prefix}")
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
 
     async def ping(self) -> None:
         return None

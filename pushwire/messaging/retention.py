@@ -12,7 +12,6 @@ before the maxima were enforced cannot overflow the cutoff date.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 
@@ -24,6 +23,7 @@ from pushwire.registry.base import Registry
 from pushwire.storage.database import Database
 from pushwire.storage.models.messages import IdempotencyRecord, Message
 from pushwire.storage.models.tenancy import App
+from pushwire.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,7 @@ class RetentionSweeper:
         self._task = asyncio.create_task(self._run(), name="retention-sweep")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

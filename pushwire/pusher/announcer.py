@@ -10,13 +10,13 @@ their order: while any event waits, later ones queue behind it instead of overta
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 from pushwire.errors import BackendUnavailable
 from pushwire.messaging.publish import PublishRequest, PublishResult
+from pushwire.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,8 @@ class Announcer:
                     self.pending.popleft()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.pending:
             log.warning("%d member events not published at shutdown", len(self.pending))
             self.dropped += len(self.pending)

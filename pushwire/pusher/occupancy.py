@@ -20,6 +20,7 @@ from pushwire.cache.base import Cache
 from pushwire.errors import BackendUnavailable
 from pushwire.realtime.hub import Hub
 from pushwire.registry.base import Registry
+from pushwire.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,7 @@ class Occupancy:
         self._task = asyncio.create_task(self._run(), name="pusher-occupancy")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         with contextlib.suppress(Exception):
             if self._published:
                 await self.cache.delete(*(occupancy_key(app, self.instance_id) for app in self._published))

@@ -9,7 +9,6 @@ bounded queue that drops when full (the next ack, or a reconnect's welcome, catc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -20,6 +19,7 @@ from pushwire.errors import BackendUnavailable
 from pushwire.messaging.relay import topic_for
 from pushwire.realtime import protocol as p
 from pushwire.realtime.hub import Hub
+from pushwire.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,7 @@ class ReadSync:
         self._task = asyncio.create_task(self._run(), name="read-sync")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -21,6 +21,7 @@ import msgspec
 
 from pushwire.errors import BackendUnavailable
 from pushwire.registry.base import InstanceInfo, WatchEvent, WatchHandler
+from pushwire.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -350,11 +351,8 @@ class EtcdRegistry:
             await self._put_instance()
 
     async def deregister(self) -> None:
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
-            self._keepalive = None
+        await cancel_and_wait(self._keepalive)
+        self._keepalive = None
         async with self._lease_lock:
             lease, self._lease, self._info = self._lease, None, None
             if lease is None:

@@ -20,6 +20,7 @@ import msgspec
 
 from pushwire.errors import BackendUnavailable
 from pushwire.registry.base import InstanceInfo, WatchEvent, WatchHandler
+from pushwire.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -326,11 +327,8 @@ class LocalRegistry:
         self._publish()
 
     async def deregister(self) -> None:
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
-            self._keepalive = None
+        await cancel_and_wait(self._keepalive)
+        self._keepalive = None
         if self._lease:
             self._engine.revoke(self._lease)
         self._info, self._lease = None, 0

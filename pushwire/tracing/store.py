@@ -20,10 +20,10 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 from pushwire.cache.base import Cache, ListPush
 from pushwire.errors import BackendUnavailable
+from pushwire.tasks import cancel_and_wait
 from pushwire.tracing.records import (
     ENCODER,
     RECENT_DECODER,
@@ -33,9 +33,6 @@ from pushwire.tracing.records import (
     StoredSpan,
     TraceRef,
 )
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +126,8 @@ class SpanStore:
             self._task = asyncio.create_task(self._run(), name="span-store-flush")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         with contextlib.suppress(Exception):
             await self.flush()
 
