@@ -2,9 +2,12 @@
 
 One hash per channel (`pusher:members:{app}:{channel}`): field = socket id, value = the member's
 instance, user id and user_info. A user is a member while any of its connections is (Pusher
-counts users, not connections); entries of instances no longer in the registry are ignored and
-removed when read. Join and leave are a write and a read: two joins of one user racing on two
-instances may both announce it (member_added is then sent twice, harmless to the clients).
+counts users, not connections). Entries of instances no longer in the registry are ignored; join,
+leave and `sweep` (run by every instance with members on the channel when another instance leaves
+the registry) remove them and return the users who left with them, to be announced as
+`member_removed`. Join and leave are a write and a read: two joins of one user racing on two
+instances may both announce it, as two sweeps may both announce a departed user (an event sent
+twice is harmless to the clients: pusher-js ignores a member it already has, or no longer has).
 """
 
 from __future__ import annotations
@@ -43,11 +46,14 @@ class Members:
         self.cache = cache
         self.live = live
 
-    async def _read(self, key: str) -> dict[str, Member]:
+    async def _read(self, key: str, tidy: bool = True) -> tuple[dict[str, Member], set[str]]:
+        """The live members by socket id, and the users who had entries only on departed instances
+        (removed from the hash when `tidy`)."""
         raw = await self.cache.hash_get_all(key)
         live = await self.live.ids()
         found: dict[str, Member] = {}
-        dead = []
+        dead: list[str] = []
+        departed: set[str] = set()
         for socket_id, value in raw.items():
             try:
                 member = _DECODER.decode(value)
@@ -58,17 +64,19 @@ class Members:
                 found[socket_id] = member
             else:
                 dead.append(socket_id)
-        if dead:
+                departed.add(member.user_id)
+        if dead and tidy:
             await self.cache.hash_delete(key, *dead)
-        return found
+        return found, departed - {m.user_id for m in found.values()}
 
     async def join(
         self, app_id: str, channel: str, socket_id: str, user_id: str, user_info: bytes | None
-    ) -> tuple[dict[str, Any], bool]:
-        """Add the connection; returns the members (user id → user_info) and whether the user is
-        new to the channel. ChannelFull when a new user would make more than MAX_MEMBERS."""
+    ) -> tuple[dict[str, Any], bool, set[str]]:
+        """Add the connection; returns the members (user id → user_info), whether the user is new
+        to the channel, and the departed users found. ChannelFull when a new user would make more
+        than MAX_MEMBERS."""
         key = members_key(app_id, channel)
-        before = await self._read(key)
+        before, departed = await self._read(key)
         users = {m.user_id for s, m in before.items() if s != socket_id}
         first = user_id not in users
         if first and len(users) >= MAX_MEMBERS:
@@ -76,18 +84,24 @@ class Members:
         member = Member(self.live.instance_id, user_id, msgspec.Raw(user_info or b"null"))
         await self.cache.hash_set(key, {socket_id: msgspec.json.encode(member)})
         before[socket_id] = member
-        return _users(before), first
+        return _users(before), first, departed - {user_id}
 
-    async def leave(self, app_id: str, channel: str, socket_id: str, user_id: str) -> bool:
-        """Remove the connection; True when that was the user's last one on the channel."""
+    async def leave(self, app_id: str, channel: str, socket_id: str, user_id: str) -> tuple[bool, set[str]]:
+        """Remove the connection; whether that was the user's last one on the channel, and the
+        departed users found."""
         key = members_key(app_id, channel)
         await self.cache.hash_delete(key, socket_id)
-        rest = await self._read(key)
-        return all(m.user_id != user_id for m in rest.values())
+        rest, departed = await self._read(key)
+        return all(m.user_id != user_id for m in rest.values()), departed - {user_id}
+
+    async def sweep(self, app_id: str, channel: str) -> set[str]:
+        """Removes departed instances' entries; the users who left with them."""
+        return (await self._read(members_key(app_id, channel)))[1]
 
     async def users(self, app_id: str, channel: str) -> dict[str, Any]:
-        """User id → user_info (None when none) of the channel's members, each user once."""
-        return _users(await self._read(members_key(app_id, channel)))
+        """User id → user_info (None when none) of the channel's members, each user once. Departed
+        entries are left for a sweep, which announces them."""
+        return _users((await self._read(members_key(app_id, channel), tidy=False))[0])
 
 
 def _users(members: dict[str, Member]) -> dict[str, Any]:

@@ -50,6 +50,10 @@ class LiveInstances:
             self._at = time.monotonic()
         return self._ids
 
+    def expire(self) -> None:
+        """The registry changed: the next `ids()` reads it again."""
+        self._at = 0.0
+
 
 class Occupancy:
     def __init__(self, hub: Hub, cache: Cache, live: LiveInstances) -> None:

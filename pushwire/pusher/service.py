@@ -25,6 +25,7 @@ from pushwire.tenants.auth import ServerAuthenticator
 log = logging.getLogger(__name__)
 
 TERMINATE_PREFIX = "pusher/terminate/"
+INSTANCES_PREFIX = "instances/"  # the registry's own: an instance's key is deleted when it leaves
 
 
 class Terminate(msgspec.Struct, frozen=True):
@@ -50,16 +51,19 @@ class PusherService:
         self.occupancy = Occupancy(self.hub, cache, live)
         self.members_store = Members(cache, live)
         self.sockets = PusherSockets(connections, self.members_store, publish, heartbeat)
-        self._watch: Watch | None = None
+        self.instance_id = instance_id
+        self._watches: list[Watch] = []
 
     async def start(self) -> None:
-        self._watch = await self.registry.watch_prefix(TERMINATE_PREFIX, self._terminate_event)
+        self._watches.append(await self.registry.watch_prefix(TERMINATE_PREFIX, self._terminate_event))
+        self._watches.append(await self.registry.watch_prefix(INSTANCES_PREFIX, self._instance_event))
         await self.occupancy.start()
 
     async def stop(self) -> None:
-        if self._watch is not None:
+        for watch in self._watches:
             with contextlib.suppress(Exception):
-                await self._watch.cancel()
+                await watch.cancel()
+        self._watches.clear()
         await self.occupancy.stop()
         await self.sockets.announcer.stop()
 
@@ -85,6 +89,14 @@ class PusherService:
             log.warning("ignored a malformed notice under %s", event.key)
             return
         self.end_user(event.key.removeprefix(TERMINATE_PREFIX), notice.user_id)
+
+    async def _instance_event(self, event: WatchEvent) -> None:
+        """An instance's lease ended (crash or clean leave): its presence members here are announced gone."""
+        if event.kind == "delete" and event.key.removeprefix(INSTANCES_PREFIX) != self.instance_id:
+            self.members_store.live.expire()
+            removed = await self.sockets.sweep_departed()
+            if removed:
+                log.info("announced %d members of departed instance %s gone", removed, event.key)
 
     def end_user(self, app_id: str, user_id: str) -> int:
         ended = 0

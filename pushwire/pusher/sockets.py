@@ -240,7 +240,7 @@ class PusherSockets:
             await self._leave(session, name)
         self.hub.subscribe(session, platform)
         try:
-            users, first = await self.members.join(session.app_id, platform, session.id, user_id, info)
+            users, first, departed = await self.members.join(session.app_id, platform, session.id, user_id, info)
         except ChannelFull:
             self.hub.unsubscribe(session, platform)
             session.enqueue(f.subscription_error(name, "LimitReached", "the presence channel is full", 4100))
@@ -257,6 +257,7 @@ class PusherSockets:
         if first:
             added = {"user_id": user_id, "user_info": member.user_info or {}}
             await self._announce(session, platform, "pusher_internal:member_added", added)
+        await self._departed(session.identity.tenant_id, session.app_id, platform, departed)
         if names.is_cache(name):
             await self._send_cached(session, name, platform)
 
@@ -274,18 +275,52 @@ class PusherSockets:
         if user_id is None or platform is None:
             return
         try:
-            last = await self.members.leave(session.app_id, platform, session.id, user_id)
+            last, departed = await self.members.leave(session.app_id, platform, session.id, user_id)
             if last:
                 await self._announce(session, platform, "pusher_internal:member_removed", {"user_id": user_id})
+            await self._departed(session.identity.tenant_id, session.app_id, platform, departed)
         except BackendUnavailable as exc:
             log.warning("presence leave of %s on %s not announced (%s)", user_id, name, exc)
 
+    async def sweep_departed(self) -> int:
+        """Another instance left the registry: the presence channels with members here lose its
+        users, announced as `member_removed` (the instance could not: it crashed or was cut off)."""
+        channels = {
+            (s.identity.tenant_id, s.app_id, platform)
+            for s in tuple(self.hub.sessions.values())
+            if isinstance(s, PusherSession)
+            for name in s.members
+            if (platform := names.platform_channel(name)) is not None
+        }
+        removed = 0
+        for tenant_id, app_id, platform in channels:
+            try:
+                departed = await self.members.sweep(app_id, platform)
+            except BackendUnavailable as exc:
+                log.warning("presence of departed instances on %s not swept (%s)", platform, exc)
+                continue
+            await self._departed(tenant_id, app_id, platform, departed)
+            removed += len(departed)
+        return removed
+
+    async def _departed(self, tenant_id: str, app_id: str, platform: str, users: set[str]) -> None:
+        for user_id in sorted(users):
+            await self._publish_member(
+                tenant_id, app_id, platform, "pusher_internal:member_removed", {"user_id": user_id}
+            )
+
     async def _announce(self, session: PusherSession, platform: str, event: str, data: dict[str, Any]) -> None:
+        """A member event of the session's user; its own connection skips it."""
+        await self._publish_member(session.identity.tenant_id, session.app_id, platform, event, data, session.id)
+
+    async def _publish_member(
+        self, tenant_id: str, app_id: str, platform: str, event: str, data: dict[str, Any], skip: str | None = None
+    ) -> None:
         """A member event as a durable message on the channel (every instance, in channel order),
-        its data a JSON string as Pusher sends it; the member's own connection skips it."""
+        its data a JSON string as Pusher sends it."""
         body = msgspec.json.encode(msgspec.json.encode(data).decode())
-        request = PublishRequest(channels=(platform,), event=event, data=msgspec.Raw(body), socket_id=session.id)
-        await self.announcer.announce(session.identity.tenant_id, session.app_id, request)
+        request = PublishRequest(channels=(platform,), event=event, data=msgspec.Raw(body), socket_id=skip)
+        await self.announcer.announce(tenant_id, app_id, request)
 
     async def _send_cached(self, session: PusherSession, name: str, platform: str) -> None:
         """Cache channels: the last event published (not a client or member event) within

@@ -251,3 +251,26 @@ async def test_one_cluster_two_instances(pair: tuple[LiveServer, LiveServer]) ->
         raise
     finally:
         await drivers.close()
+
+
+async def test_members_of_a_departed_instance_are_announced_gone(pair: tuple[LiveServer, LiveServer]) -> None:
+    """Full stack only: instance B leaves the registry with its connections still open, as a crash
+    looks from A. A sweeps the channels its clients are members of: pusher-js on A is told Bob left,
+    and the member list and counts no longer hold him."""
+    a, b = pair
+    drivers = Drivers(a)
+    try:
+        ann = await drivers.pusher_js(pusher_app(a), name="ann@A", presence={"user_id": "1", "user_info": {}})
+        bob = await drivers.pusher_js(pusher_app(b), name="bob@B", presence={"user_id": "2", "user_info": {}})
+        await ann.subscribe("presence-gone")
+        assert (await bob.subscribe("presence-gone"))["count"] == 2
+        assert (await ann.event("presence-gone", "pusher:member_added", timeout=15))["data"]["id"] == "2"
+        await b.runtime.backends.registry.deregister()  # its lease ends: the instance key is deleted
+        assert (await ann.event("presence-gone", "pusher:member_removed", timeout=15))["data"]["id"] == "2"
+        assert (await ann.command("members", channel="presence-gone"))["members"]["count"] == 1
+        assert await a.runtime.pusher.members(a.created.app_id, "presence-gone") == {"1": {}}
+    except BaseException:
+        print("\n--- what the real libraries saw ---\n" + drivers.report())
+        raise
+    finally:
+        await drivers.close()

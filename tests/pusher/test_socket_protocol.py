@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import websockets
 
 from pushwire.errors import BackendUnavailable
 from pushwire.messaging.publish import PublishRequest, PublishResult
+from pushwire.pusher.members import Member, members_key
 from pushwire.tenants.views import AppCreated
 from tests.live import LiveServer, backend_env, live_server
 
@@ -189,6 +191,24 @@ async def test_presence_members_counts_and_leaves(live: LiveServer) -> None:
         assert refused["event"] == "pusher:subscription_error", bad
         await c.close()
     await a.close()
+
+
+async def test_a_join_finds_and_announces_members_of_a_departed_instance(live: LiveServer) -> None:
+    """An entry of an instance no longer registered (one that crashed): gone from every list, and
+    the first join that meets it tells the channel's members."""
+    a = await Socket.open(live)
+    assert (await a.subscribe("presence-d", '{"user_id":"u1"}'))["event"] == "pusher_internal:subscription_succeeded"
+    ghost = msgspec.json.encode(Member("crashed-instance", "ghost"))
+    await live.runtime.backends.cache.hash_set(members_key(live.app_id, "presence-d"), {"9.9": ghost})
+    assert await live.runtime.pusher.members(live.app_id, "presence-d") == {"u1": None}
+    c = await Socket.open(live)
+    joined = await c.subscribe("presence-d", '{"user_id":"u3"}')
+    assert json.loads(joined["data"])["presence"]["ids"] == ["u1", "u3"]
+    assert json.loads((await a.until("pusher_internal:member_added"))["data"])["user_id"] == "u3"
+    assert json.loads((await a.until("pusher_internal:member_removed"))["data"]) == {"user_id": "ghost"}
+    assert "9.9" not in await live.runtime.backends.cache.hash_get_all(members_key(live.app_id, "presence-d"))
+    await a.close()
+    await c.close()
 
 
 async def test_member_events_wait_out_a_database_outage_in_order(live: LiveServer) -> None:
