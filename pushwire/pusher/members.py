@@ -12,6 +12,8 @@ twice is harmless to the clients: pusher-js ignores a member it already has, or 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -51,6 +53,8 @@ class Members:
         (removed from the hash when `tidy`)."""
         raw = await self.cache.hash_get_all(key)
         live = await self.live.ids()
+        if not live.issuperset(_instances(raw.values())):
+            live = await self.live.ids(fresh=True)  # maybe an instance newer than the cached list
         found: dict[str, Member] = {}
         dead: list[str] = []
         departed: set[str] = set()
@@ -102,6 +106,14 @@ class Members:
         """User id → user_info (None when none) of the channel's members, each user once. Departed
         entries are left for a sweep, which announces them."""
         return _users((await self._read(members_key(app_id, channel), tidy=False))[0])
+
+
+def _instances(values: Iterable[bytes]) -> set[str]:
+    found = set()
+    for value in values:
+        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+            found.add(_DECODER.decode(value).instance)
+    return found
 
 
 def _users(members: dict[str, Member]) -> dict[str, Any]:

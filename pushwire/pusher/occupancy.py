@@ -43,8 +43,8 @@ class LiveInstances:
         self._ids: frozenset[str] = frozenset()
         self._at = 0.0
 
-    async def ids(self) -> frozenset[str]:
-        if time.monotonic() - self._at > 1.0:
+    async def ids(self, fresh: bool = False) -> frozenset[str]:
+        if fresh or time.monotonic() - self._at > 1.0:
             found = {info.id for info in await self.registry.instances()}
             self._ids = frozenset(found | {self.instance_id})
             self._at = time.monotonic()

@@ -92,8 +92,8 @@ class PusherService:
 
     async def _instance_event(self, event: WatchEvent) -> None:
         """An instance's lease ended (crash or clean leave): its presence members here are announced gone."""
+        self.members_store.live.expire()  # an instance came or went: read the registry again
         if event.kind == "delete" and event.key.removeprefix(INSTANCES_PREFIX) != self.instance_id:
-            self.members_store.live.expire()
             removed = await self.sockets.sweep_departed()
             if removed:
                 log.info("announced %d members of departed instance %s gone", removed, event.key)

@@ -22,11 +22,13 @@ class Outage:
     """Refuses as unavailable while `down`, refuses `poisoned` events otherwise, records the rest."""
 
     def __init__(self) -> None:
+        self.delays: dict[str, float] = {}  # per event: how long the database takes to answer
         self.down = False
         self.poisoned: set[str] = set()
         self.published: list[str] = []
 
     async def __call__(self, tenant_id: str, app_id: str, request: PublishRequest) -> PublishResult:
+        await asyncio.sleep(self.delays.get(request.event, 0))
         if self.down:
             raise BackendUnavailable("database", "outage")
         if request.event in self.poisoned:
@@ -63,6 +65,23 @@ async def test_events_wait_out_an_outage_and_keep_their_order() -> None:
     assert publish.published == ["a", "b", "c", "d"]
     assert announcer.retried == 3 and announcer.dropped == 0
     await announcer.stop()
+
+
+async def test_concurrent_events_of_a_channel_keep_their_order_when_an_outage_begins() -> None:
+    """The earlier event's publish takes longest and fails last: later ones must not get ahead."""
+    publish = Outage()
+    publish.delays = {"a": 0.06, "b": 0.04, "c": 0.02}
+    publish.down = True
+    announcer = Announcer(publish)
+    await asyncio.gather(*(announcer.announce("t", "1", _req(event)) for event in ("a", "b", "c")))
+    publish.down = False
+    publish.delays = {}
+    await announcer.announce("t", "1", _req("d"))
+    await _drained(announcer)
+    assert publish.published == ["a", "b", "c", "d"]
+    await announcer.stop()
+    await announcer.announce("t", "1", _req("e"))  # after stop: counted, never published
+    assert publish.published == ["a", "b", "c", "d"] and announcer.dropped == 1
 
 
 async def test_the_queue_is_bounded_and_a_refused_row_does_not_block_the_rest() -> None:
