@@ -12,8 +12,6 @@ twice is harmless to the clients: pusher-js ignores a member it already has, or 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -52,23 +50,20 @@ class Members:
         """The live members by socket id, and the users who had entries only on departed instances
         (removed from the hash when `tidy`)."""
         raw = await self.cache.hash_get_all(key)
+        decoded = {socket_id: _decoded(value) for socket_id, value in raw.items()}
         live = await self.live.ids()
-        if not live.issuperset(_instances(raw.values())):
+        if any(m is not None and m.instance not in live for m in decoded.values()):
             live = await self.live.ids(fresh=True)  # maybe an instance newer than the cached list
         found: dict[str, Member] = {}
         dead: list[str] = []
         departed: set[str] = set()
-        for socket_id, value in raw.items():
-            try:
-                member = _DECODER.decode(value)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                dead.append(socket_id)
-                continue
-            if member.instance in live:
+        for socket_id, member in decoded.items():
+            if member is not None and member.instance in live:
                 found[socket_id] = member
             else:
                 dead.append(socket_id)
-                departed.add(member.user_id)
+                if member is not None:
+                    departed.add(member.user_id)
         if dead and tidy:
             await self.cache.hash_delete(key, *dead)
         return found, departed - {m.user_id for m in found.values()}
@@ -108,12 +103,11 @@ class Members:
         return _users((await self._read(members_key(app_id, channel), tidy=False))[0])
 
 
-def _instances(values: Iterable[bytes]) -> set[str]:
-    found = set()
-    for value in values:
-        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-            found.add(_DECODER.decode(value).instance)
-    return found
+def _decoded(value: bytes) -> Member | None:
+    try:
+        return _DECODER.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None  # unreadable: removed like a departed entry
 
 
 def _users(members: dict[str, Member]) -> dict[str, Any]:
